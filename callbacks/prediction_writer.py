@@ -1,0 +1,63 @@
+"""Write what `predict` generates as image files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torchvision.utils import save_image
+
+from callbacks.media import to_unit_range
+
+
+class ImagePredictionWriter(BasePredictionWriter):
+    """Saves each predicted image as `<output_dir>/<name>.png`, plus `grid.png` of the first ones.
+
+    `predict_step` returns {"images": [B, 3, H, W] in [-1, 1], "names": list of B names}.
+
+    Args:
+        output_dir: where to write; None means `<trainer.default_root_dir>/predictions`.
+        grid_size: how many of the first images `grid.png` shows (0 disables the grid).
+        grid_nrow: images per row of the grid.
+    """
+
+    def __init__(self, output_dir: str | None = None, grid_size: int = 16, grid_nrow: int = 4) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self.grid_size = grid_size
+        self.grid_nrow = grid_nrow
+        self._grid_images: list[torch.Tensor] = []
+
+    def resolve_dir(self, trainer: Trainer) -> Path:
+        return Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
+
+    def write_on_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        prediction: dict[str, Any],
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        directory = self.resolve_dir(trainer)
+        directory.mkdir(parents=True, exist_ok=True)
+        images = to_unit_range(prediction["images"])
+        for image, name in zip(images, prediction["names"]):
+            save_image(image, directory / f"{name}.png")
+        missing = self.grid_size - sum(len(chunk) for chunk in self._grid_images)
+        if missing > 0:
+            self._grid_images.append(images[:missing])
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        directory = self.resolve_dir(trainer)
+        if self._grid_images and trainer.is_global_zero:
+            grid = torch.cat(self._grid_images)
+            save_image(grid, directory / "grid.png", nrow=self.grid_nrow, padding=2, pad_value=1.0)
+        self._grid_images = []
+        if trainer.is_global_zero:
+            print(f"predictions written to {directory.resolve()}")

@@ -1,0 +1,39 @@
+"""A progress bar for progressive (scale-by-scale) training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+
+class PyramidProgressBar(TQDMProgressBar):
+    """Shows the whole pyramid as one bar, described as "scale k/S step i/N".
+
+    Works with any module that has `iteration`, `total_iterations` and
+    `progress_description` (SinGAN and the methods built on it); other modules get
+    Lightning's usual bar.
+    """
+
+    @staticmethod
+    def _is_progressive(pl_module: LightningModule) -> bool:
+        return all(hasattr(pl_module, name) for name in ("iteration", "total_iterations", "progress_description"))
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        if self._is_progressive(pl_module):
+            self.train_progress_bar.reset(total=pl_module.total_iterations)
+            self.train_progress_bar.n = pl_module.iteration
+            self.train_progress_bar.set_description(pl_module.progress_description)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._is_progressive(pl_module):
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        n, total = pl_module.iteration, pl_module.total_iterations
+        if self._should_update(n, total):
+            self.train_progress_bar.n = n
+            self.train_progress_bar.set_description(pl_module.progress_description, refresh=False)
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))

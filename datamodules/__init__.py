@@ -1,0 +1,5 @@
+"""DataModules, one file per data family."""
+
+from datamodules.single_image import SingleImageDataModule
+
+__all__ = ["SingleImageDataModule"]

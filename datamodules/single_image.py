@@ -1,0 +1,192 @@
+"""One training image, its multi-scale pyramid, and sampling requests for `predict`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from lightning_modules.networks.resize import Shape, resize
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def load_image(path: str | Path, background: tuple[int, int, int] = (255, 255, 255)) -> torch.Tensor:
+    """Read an RGB image as a float tensor [3, H, W] in [-1, 1].
+
+    EXIF orientation is applied; grayscale is replicated to three channels; an alpha
+    channel is composited onto `background`. Any failure names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+    try:
+        with Image.open(path) as opened:
+            opened.load()  # decode now, so truncated files fail here
+            image = ImageOps.exif_transpose(opened)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(
+            f"{path}: not a readable image ({error}); expected a complete PNG, JPEG, BMP or WebP file"
+        ) from error
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, background)
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    image = image.convert("RGB")  # grayscale (L, I, F) and palette images become 3 equal channels
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def pyramid_shapes(
+    height: int, width: int, min_size: int = 25, max_size: int = 250, scale_factor: float = 0.75
+) -> list[Shape]:
+    """Image sizes from coarsest to finest, exactly as SinGAN computes them (spec 1.1).
+
+    The number of scales comes from the original size; scales above `max_size` are
+    dropped, then the actual ratio r = (min_size / min(h, w)) ** (1 / S) is fitted to
+    the working size h x w (long side <= max_size).
+    """
+    num_scales = math.ceil(math.log(min_size / min(height, width)) / math.log(scale_factor)) + 1
+    long_side = max(height, width)
+    scales_above_max = math.ceil(math.log(min(max_size, long_side) / long_side) / math.log(scale_factor))
+    stop_scale = num_scales - scales_above_max
+    if stop_scale < 1:
+        raise ValueError(f"{height}x{width} gives a single scale with min_size={min_size}, max_size={max_size}")
+    shrink = min(max_size / max(height, width), 1.0)
+    h, w = math.ceil(height * shrink), math.ceil(width * shrink)
+    ratio = math.pow(min_size / min(h, w), 1 / stop_scale)
+    return [
+        (math.ceil(h * math.pow(ratio, stop_scale - s)), math.ceil(w * math.pow(ratio, stop_scale - s)))
+        for s in range(stop_scale + 1)
+    ]
+
+
+def build_pyramid(image: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor]:
+    """Resize `image` [3, H, W] to every shape; returns [1, 3, h_s, w_s] tensors, coarse to fine."""
+    batch = image.unsqueeze(0)
+    return [resize(batch, shape).clamp(-1, 1) for shape in shapes]
+
+
+class RepeatedPyramid(IterableDataset):
+    """Yields the same pyramid forever; the LightningModule decides when training ends."""
+
+    def __init__(self, pyramid: list[torch.Tensor]) -> None:
+        self.pyramid = pyramid
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        while True:
+            yield self.pyramid
+
+
+class SampleRequests(Dataset):
+    """`predict` items: which sample to draw, with which seed, at what size and from where."""
+
+    def __init__(
+        self,
+        num_samples: int,
+        seed: int,
+        shapes: list[Shape],
+        gen_start_scale: int,
+        inject: torch.Tensor | None,
+        inject_scale: int,
+        inject_mask: torch.Tensor | None,
+    ) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.request = {
+            "shapes": torch.tensor(shapes),
+            "gen_start_scale": gen_start_scale,
+            "inject_scale": inject_scale if inject is not None else -1,
+        }
+        if inject is not None:
+            self.request["inject"] = inject
+            self.request["inject_mask"] = inject_mask if inject_mask is not None else torch.ones_like(inject[:1])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int) -> dict:
+        return {"index": index, "seed": self.seed + index, **self.request}
+
+
+class SingleImageDataModule(LightningDataModule):
+    """A single training image as a multi-scale pyramid (SinGAN, spec section 1.1).
+
+    Args:
+        path: the training image (PNG, JPEG, BMP or WebP).
+        max_size: long side of the finest scale; larger images are shrunk to it.
+        min_size: short side of the coarsest scale.
+        scale_factor: nominal ratio between scales, used to count them (0.75 in the paper).
+        num_samples: how many images `predict` writes.
+        sample_seed: seed of the first predicted sample; sample i uses sample_seed + i.
+        sample_scale: (height, width) factors of the predicted images relative to the
+            training image; the noise maps of every scale are scaled by them.
+        gen_start_scale: predicted samples use the reconstruction noise below this scale
+            (0 = fully random samples; higher keeps more of the training layout).
+        inject_path: an image to inject at `inject_scale` instead of generating the coarser
+            scales (paint-to-image, editing, harmonization). None for random samples.
+        inject_scale: the scale at which `inject_path` replaces the upsampled coarser output.
+        inject_mask_path: optional mask (white = regenerate); outside it the injected image is
+            kept, which is how editing and harmonization are composited.
+        batch_size: predicted samples per forward pass.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        max_size: int = 250,
+        min_size: int = 25,
+        scale_factor: float = 0.75,
+        num_samples: int = 16,
+        sample_seed: int = 0,
+        sample_scale: tuple[float, float] = (1.0, 1.0),
+        gen_start_scale: int = 0,
+        inject_path: str | None = None,
+        inject_scale: int = 1,
+        inject_mask_path: str | None = None,
+        batch_size: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.image = load_image(path)
+        height, width = self.image.shape[-2:]
+        if min(height, width) < min_size:
+            raise ValueError(f"{path}: image is {height}x{width}, smaller than min_size={min_size} on its short side")
+        self.pyramid_shapes = pyramid_shapes(height, width, min_size, max_size, scale_factor)
+        self.inject = load_image(inject_path) if inject_path else None
+        self.inject_mask = load_image(inject_mask_path)[:1] * 0.5 + 0.5 if inject_mask_path else None
+        if inject_path and not 0 < inject_scale < len(self.pyramid_shapes):
+            raise ValueError(f"inject_scale={inject_scale} must be in [1, {len(self.pyramid_shapes) - 1}]")
+        if not 0 <= gen_start_scale < len(self.pyramid_shapes):
+            raise ValueError(f"gen_start_scale={gen_start_scale} must be in [0, {len(self.pyramid_shapes) - 1}]")
+        self.pyramid: list[torch.Tensor] = []
+
+    def setup(self, stage: str) -> None:
+        if not self.pyramid:
+            self.pyramid = build_pyramid(self.image, self.pyramid_shapes)
+
+    def sample_shapes(self) -> list[Shape]:
+        """Pyramid shapes of the predicted images (the training shapes times `sample_scale`)."""
+        fh, fw = self.hparams.sample_scale
+        return [(max(round(h * fh), 1), max(round(w * fw), 1)) for h, w in self.pyramid_shapes]
+
+    def train_dataloader(self) -> DataLoader:
+        # batch_size=None: each item is already the whole batch (one image per scale)
+        return DataLoader(RepeatedPyramid(self.pyramid), batch_size=None)
+
+    def predict_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        shapes = self.sample_shapes()
+        inject_mask = self.inject_mask
+        if self.inject is not None and inject_mask is not None:
+            inject_mask = resize(inject_mask[None], tuple(self.inject.shape[-2:]))[0]
+        requests = SampleRequests(
+            hp.num_samples, hp.sample_seed, shapes, hp.gen_start_scale, self.inject, hp.inject_scale, inject_mask
+        )
+        return DataLoader(requests, batch_size=hp.batch_size)

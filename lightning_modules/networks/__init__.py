@@ -1,0 +1,1 @@
+"""nn.Modules and losses shared by the methods."""

@@ -1,0 +1,371 @@
+"""SinGAN: a GAN pyramid learned from a single image, trained coarse to fine (spec section 1).
+
+One `fit` trains the whole pyramid. Every scale's generator, critic, optimizers and LR
+schedule exist from the start (so checkpoints always have the same structure); an
+iteration counter decides which scale trains. The counter, the noise amplitudes and the
+noise generator's state are in the checkpoint, so an interrupted run resumes at the same
+scale and step and ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torch.optim import Adam
+from torch.optim.lr_scheduler import MultiStepLR
+
+from lightning_modules.networks.losses import SinGANLoss
+from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, scale_width
+from lightning_modules.networks.resize import Shape, resize
+
+
+class SinGAN(LightningModule):
+    """Single-image GAN pyramid (Shaham et al., ICCV 2019).
+
+    Args:
+        iters_per_scale: training iterations at every scale (paper: 2000).
+        critic_steps: critic updates per iteration (paper: 3).
+        generator_steps: generator updates per iteration (paper: 3). Each step recomputes
+            the fake from the same noise and `prev` (the official code reuses a stale graph,
+            which current PyTorch rejects).
+        lr_generator: Adam learning rate of every generator.
+        lr_critic: Adam learning rate of every critic.
+        betas: Adam betas of both players.
+        lr_milestone: fraction of a scale's iterations after which both LRs are multiplied
+            by `lr_gamma` (paper: 0.8, i.e. iteration 1600 of 2000).
+        lr_gamma: LR decay factor at the milestone.
+        gp_weight: weight lambda of the per-pixel gradient penalty (paper: 0.1).
+        rec_weight: weight alpha of the reconstruction loss (paper: 10).
+        noise_amp_factor: sigma_s = factor * RMSE(real_s, upsampled reconstruction) (0.1).
+        base_width: channels at scales 0-3; doubles every 4 scales.
+        max_width: channel cap (128).
+        resample_rec_noise: draw a new coarsest reconstruction noise z* every iteration, as
+            the official code does; False keeps one fixed z*, as the paper describes.
+        seed: seed of the training noise (rank r of a multi-process run uses seed + r).
+        pyramid_shapes: (height, width) of every scale, coarse to fine. Taken from the
+            DataModule when None; stored in the checkpoint's hyper-parameters.
+    """
+
+    def __init__(
+        self,
+        iters_per_scale: int = 2000,
+        critic_steps: int = 3,
+        generator_steps: int = 3,
+        lr_generator: float = 5e-4,
+        lr_critic: float = 5e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        lr_milestone: float = 0.8,
+        lr_gamma: float = 0.1,
+        gp_weight: float = 0.1,
+        rec_weight: float = 10.0,
+        noise_amp_factor: float = 0.1,
+        base_width: int = 32,
+        max_width: int = 128,
+        resample_rec_noise: bool = False,
+        seed: int = 0,
+        pyramid_shapes: list[tuple[int, int]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.loss = SinGANLoss(gp_weight, rec_weight)
+        self.generators = nn.ModuleList()
+        self.critics = nn.ModuleList()
+        self.iteration = 0  # training iterations done over the whole pyramid
+        self.stage_finished = False  # True on the iteration that completes a scale
+        self._noise_rng: torch.Generator | None = None
+        self._restored_rng: dict[str, Any] | None = None  # generator state from a checkpoint
+        self._rec_prev_cache: dict[int, torch.Tensor] = {}
+        if pyramid_shapes is not None:
+            self._build([tuple(shape) for shape in pyramid_shapes])
+
+    # ------------------------------------------------------------------ structure
+    def _build(self, shapes: list[Shape]) -> None:
+        self.shapes = shapes
+        widths = [scale_width(s, self.hparams.base_width, self.hparams.max_width) for s in range(len(shapes))]
+        self.generators.extend(ScaleGenerator(width) for width in widths)
+        self.critics.extend(PatchCritic(width) for width in widths)
+        self.register_buffer("noise_amps", torch.ones(len(shapes)))
+        self.register_buffer("rec_noise", self._coarsest_noise(1, shapes[0], generator=None))
+
+    def configure_model(self) -> None:
+        datamodule = self.trainer.datamodule
+        shapes = [tuple(shape) for shape in datamodule.pyramid_shapes] if datamodule is not None else None
+        if not self.generators:
+            if shapes is None:
+                raise ValueError("SinGAN needs pyramid_shapes, or a DataModule with a pyramid_shapes attribute")
+            self.hparams.pyramid_shapes = shapes
+            self._build(shapes)
+        elif shapes is not None and self.trainer.training and shapes != self.shapes:
+            raise ValueError(f"the model's pyramid {self.shapes} does not match the data's pyramid {shapes}")
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.generators)
+
+    @property
+    def total_iterations(self) -> int:
+        return self.num_scales * self.hparams.iters_per_scale
+
+    @property
+    def current_scale(self) -> int:
+        return min(self.iteration // self.hparams.iters_per_scale, self.num_scales - 1)
+
+    @property
+    def latest_scale(self) -> int:
+        """The scale that the most recent iteration trained (0 before training)."""
+        return min(max(self.iteration - 1, 0) // self.hparams.iters_per_scale, self.num_scales - 1)
+
+    @property
+    def progress_description(self) -> str:
+        step = self.iteration - self.current_scale * self.hparams.iters_per_scale
+        return f"scale {self.current_scale + 1}/{self.num_scales} step {step}/{self.hparams.iters_per_scale}"
+
+    def configure_optimizers(self) -> tuple[list, list]:
+        """One Adam per player and scale, ordered [critic_0, generator_0, critic_1, ...]."""
+        hp = self.hparams
+        milestone = int(hp.lr_milestone * hp.iters_per_scale)
+        optimizers = []
+        for critic, generator in zip(self.critics, self.generators):
+            optimizers.append(Adam(critic.parameters(), lr=hp.lr_critic, betas=tuple(hp.betas)))
+            optimizers.append(Adam(generator.parameters(), lr=hp.lr_generator, betas=tuple(hp.betas)))
+        schedulers = [MultiStepLR(opt, milestones=[milestone], gamma=hp.lr_gamma) for opt in optimizers]
+        return optimizers, schedulers
+
+    # ------------------------------------------------------------------ noise
+    def noise_rng(self) -> torch.Generator:
+        """The training-noise generator, on the module's device, restored from a checkpoint if any."""
+        if self._noise_rng is None or self._noise_rng.device != self.device:
+            self._noise_rng = torch.Generator(device=self.device)
+            self._noise_rng.manual_seed(self.hparams.seed + self.global_rank)
+            restored, self._restored_rng = self._restored_rng, None
+            if restored and restored["device_type"] == self.device.type:
+                self._noise_rng.set_state(restored["state"])
+        return self._noise_rng
+
+    def _coarsest_noise(self, batch: int, shape: Shape, generator: torch.Generator | None) -> torch.Tensor:
+        # the coarsest scale takes single-channel noise replicated to RGB (grayscale noise)
+        device = generator.device if generator is not None else None
+        return torch.randn(batch, 1, *shape, generator=generator, device=device).expand(-1, 3, -1, -1).contiguous()
+
+    def _noise(self, scale: int, batch: int, shape: Shape, generator: torch.Generator) -> torch.Tensor:
+        if scale == 0:
+            return self._coarsest_noise(batch, shape, generator)
+        return torch.randn(batch, 3, *shape, generator=generator, device=generator.device)
+
+    def _rec_input(self, scale: int, batch: int, shape: Shape) -> torch.Tensor:
+        """Scaled reconstruction noise: sigma_0 * z* at the coarsest scale, zeros above."""
+        if scale == 0:
+            if tuple(shape) != tuple(self.rec_noise.shape[-2:]):
+                raise ValueError(f"the reconstruction noise is {tuple(self.rec_noise.shape[-2:])}, not {shape}")
+            return self.noise_amps[0] * self.rec_noise.expand(batch, -1, -1, -1)
+        return torch.zeros(batch, 3, *shape, device=self.device)
+
+    # ------------------------------------------------------------------ generation
+    def run_pyramid(
+        self, inputs: list[torch.Tensor], shapes: list[Shape], first_scale: int = 0, prev: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Run G_first .. G_{first+len(inputs)-1}; `inputs[i]` is the scaled noise of that scale.
+
+        `prev` is the image entering the first scale (zeros at scale 0, or an injected image);
+        between scales each output is resized to the next scale's shape.
+        """
+        x = prev if prev is not None else torch.zeros_like(inputs[0])
+        for offset, noise in enumerate(inputs):
+            scale = first_scale + offset
+            if offset > 0:
+                x = resize(x, shapes[scale])
+            x = self.generators[scale](noise, x)
+        return x
+
+    @torch.no_grad()
+    def _random_prev(self, scale: int) -> torch.Tensor:
+        """Upsampled output of the frozen scales below `scale`, from fresh noise ("rand" mode)."""
+        if scale == 0:
+            return torch.zeros(1, 3, *self.shapes[0], device=self.device)
+        rng = self.noise_rng()
+        inputs = [self.noise_amps[s] * self._noise(s, 1, self.shapes[s], rng) for s in range(scale)]
+        return resize(self.run_pyramid(inputs, self.shapes), self.shapes[scale])
+
+    @torch.no_grad()
+    def _rec_prev(self, scale: int) -> torch.Tensor:
+        """Upsampled reconstruction of the frozen scales below `scale` (deterministic, cached)."""
+        if scale == 0:
+            return torch.zeros(1, 3, *self.shapes[0], device=self.device)
+        if scale not in self._rec_prev_cache:
+            inputs = [self._rec_input(s, 1, self.shapes[s]) for s in range(scale)]
+            self._rec_prev_cache = {scale: resize(self.run_pyramid(inputs, self.shapes), self.shapes[scale])}
+        return self._rec_prev_cache[scale]
+
+    @torch.no_grad()
+    def sample(
+        self,
+        seeds: list[int],
+        shapes: list[Shape] | None = None,
+        gen_start_scale: int = 0,
+        last_scale: int | None = None,
+        inject: torch.Tensor | None = None,
+        inject_scale: int = 0,
+    ) -> torch.Tensor:
+        """Draw one image per seed [len(seeds), 3, H, W] in [-1, 1], all scales in eval mode.
+
+        Scales below `gen_start_scale` use the reconstruction noise; with `inject`
+        [B, 3, h, w] generation starts at `inject_scale` from the resized injected image.
+        """
+        shapes = shapes or self.shapes
+        last_scale = self.num_scales - 1 if last_scale is None else last_scale
+        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        first_scale = inject_scale if inject is not None else 0
+        inputs = []
+        for s in range(first_scale, last_scale + 1):
+            if s < gen_start_scale:
+                inputs.append(self._rec_input(s, len(seeds), shapes[s]))
+            else:
+                noise = torch.cat([self._noise(s, 1, shapes[s], g) for g in generators]).to(self.device)
+                inputs.append(self.noise_amps[s] * noise)
+        prev = resize(inject.to(self.device), shapes[first_scale]) if inject is not None else None
+        with self._generators_in_eval_mode():
+            return self.run_pyramid(inputs, shapes, first_scale, prev).clamp(-1, 1)
+
+    @torch.no_grad()
+    def reconstruct(self, last_scale: int | None = None) -> torch.Tensor:
+        """The fixed-noise reconstruction of the training image at `last_scale` (default finest)."""
+        last_scale = self.num_scales - 1 if last_scale is None else last_scale
+        inputs = [self._rec_input(s, 1, self.shapes[s]) for s in range(last_scale + 1)]
+        with self._generators_in_eval_mode():
+            return self.run_pyramid(inputs, self.shapes).clamp(-1, 1)
+
+    @contextmanager
+    def _generators_in_eval_mode(self) -> Iterator[None]:
+        """Sampling uses BatchNorm running statistics at every scale; training modes are restored after."""
+        modes = [generator.training for generator in self.generators]
+        self.generators.eval()
+        try:
+            yield
+        finally:
+            for generator, mode in zip(self.generators, modes):
+                generator.train(mode)
+
+    def preview_images(self, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Images for the sample-grid callback: random samples and the reconstruction so far."""
+        scale = self.latest_scale
+        seeds = list(range(seed, seed + num_samples))
+        return {"samples": self.sample(seeds, last_scale=scale), "reconstruction": self.reconstruct(scale)}
+
+    # ------------------------------------------------------------------ training
+    def _begin_scale(self, scale: int, real: torch.Tensor) -> None:
+        """Copy-initialise from the scale below when widths match, and set sigma_s (spec 1.3, 1.6)."""
+        if scale > 0:
+            if scale_width(scale, self.hparams.base_width, self.hparams.max_width) == scale_width(
+                scale - 1, self.hparams.base_width, self.hparams.max_width
+            ):
+                self.generators[scale].load_state_dict(self.generators[scale - 1].state_dict())
+                self.critics[scale].load_state_dict(self.critics[scale - 1].state_dict())
+            rmse = torch.sqrt(torch.mean((real - self._rec_prev(scale)) ** 2))
+            self.noise_amps[scale] = self.hparams.noise_amp_factor * rmse
+
+    def _set_trainable(self, scale: int) -> None:
+        """Coarser generators frozen and in eval mode; only scale `scale` trains."""
+        for s, generator in enumerate(self.generators):
+            generator.train(s == scale)
+            generator.requires_grad_(s == scale)
+        for s, critic in enumerate(self.critics):
+            critic.train(s == scale)
+            critic.requires_grad_(s == scale)
+
+    def on_train_start(self) -> None:
+        if self.iteration >= self.total_iterations:
+            self.trainer.should_stop = True
+
+    def training_step(self, pyramid: list[torch.Tensor], batch_idx: int) -> None:
+        scale, step = divmod(self.iteration, self.hparams.iters_per_scale)
+        real = pyramid[scale]  # [1, 3, h_s, w_s]
+        if step == 0:
+            self._begin_scale(scale, real)
+        self._set_trainable(scale)
+        generator, critic = self.generators[scale], self.critics[scale]
+        optimizers, schedulers = self.optimizers(), self.lr_schedulers()
+        opt_critic, opt_generator = optimizers[2 * scale], optimizers[2 * scale + 1]
+        rng = self.noise_rng()
+
+        if self.hparams.resample_rec_noise and scale == 0:
+            self.rec_noise.copy_(self._coarsest_noise(1, self.shapes[0], rng))
+        noise = self.noise_amps[scale] * self._noise(scale, 1, self.shapes[scale], rng)
+
+        for _ in range(self.hparams.critic_steps):  # maximise D(real) - D(G(z, prev))
+            prev = self._random_prev(scale)
+            with torch.no_grad():
+                fake = generator(noise, prev)
+            epsilon = torch.rand((), generator=rng, device=rng.device)
+            critic_terms = self.loss.critic(critic, real, fake, epsilon)
+            opt_critic.zero_grad(set_to_none=True)
+            self.manual_backward(critic_terms["loss"])
+            opt_critic.step()
+
+        rec_input, rec_prev = self._rec_input(scale, 1, self.shapes[scale]), self._rec_prev(scale)
+        critic.requires_grad_(False)
+        for _ in range(self.hparams.generator_steps):  # minimise -D(G(z, prev)) + alpha * rec
+            fake = generator(noise, prev)
+            reconstruction = generator(rec_input, rec_prev)
+            generator_terms = self.loss.generator(critic, fake, reconstruction, real)
+            opt_generator.zero_grad(set_to_none=True)
+            self.manual_backward(generator_terms["loss"])
+            opt_generator.step()
+        critic.requires_grad_(True)
+
+        schedulers[2 * scale].step()
+        schedulers[2 * scale + 1].step()
+        self.iteration += 1
+        self.stage_finished = self.iteration % self.hparams.iters_per_scale == 0
+        if self.stage_finished:
+            generator.eval().requires_grad_(False)
+        if self.iteration >= self.total_iterations:
+            self.trainer.should_stop = True
+        self._log_terms(scale, critic_terms, generator_terms)
+
+    def _log_terms(self, scale: int, critic_terms: dict, generator_terms: dict) -> None:
+        metrics = {f"scale_{scale}/critic_{k}": v for k, v in critic_terms.items()}
+        metrics |= {f"scale_{scale}/generator_{k}": v for k, v in generator_terms.items()}
+        metrics[f"scale_{scale}/noise_amp"] = self.noise_amps[scale]
+        self.log_dict({k: v.detach() for k, v in metrics.items()}, on_step=True, on_epoch=False)
+        self.log("scale", float(scale), on_step=True, on_epoch=False)
+
+    # ------------------------------------------------------------------ predict
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Generate the images a `SampleRequests` batch asks for; returns images and file names."""
+        shapes = [tuple(shape) for shape in batch["shapes"][0].tolist()]
+        inject_scale = int(batch["inject_scale"][0])
+        inject = batch.get("inject") if inject_scale >= 0 else None
+        images = self.sample(
+            batch["seed"].tolist(),
+            shapes,
+            gen_start_scale=int(batch["gen_start_scale"][0]),
+            inject=inject,
+            inject_scale=max(inject_scale, 0),
+        )
+        if inject is not None:  # keep the injected image outside the mask (editing, harmonization)
+            mask = resize(batch["inject_mask"], shapes[-1])
+            images = mask * images + (1 - mask) * resize(inject, shapes[-1])
+        return {"images": images, "names": [f"sample_{int(i):05d}" for i in batch["index"]]}
+
+    # ------------------------------------------------------------------ checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = self.noise_rng()
+        checkpoint["pyramid_progress"] = {
+            "iteration": self.iteration,
+            "noise_rng": {"state": rng.get_state(), "device_type": rng.device.type},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        progress = checkpoint.get("pyramid_progress", {})
+        self.iteration = progress.get("iteration", 0)
+        self._noise_rng, self._restored_rng = None, progress.get("noise_rng")
+        self._rec_prev_cache = {}
+
+    def on_fit_start(self) -> None:
+        self._rec_prev_cache = {}
