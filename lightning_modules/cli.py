@@ -17,6 +17,7 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
 
 import callbacks  # noqa: F401  (registers the project's callbacks for short class names)
 import datamodules  # noqa: F401
@@ -29,6 +30,10 @@ class DFGenCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})
         root = Path(config.get("default_root_dir") or os.getcwd())
+        if config.get("strategy") == "ddp" and not self.model.automatic_optimization:
+            # Adversarial steps leave the other player's (and other scales') parameters out of
+            # each backward, which plain DDP rejects; unused-parameter detection handles it.
+            kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
         if config.get("logger") in (None, True):
             kwargs["logger"] = [TensorBoardLogger(root, name="tensorboard"), CSVLogger(root, name="csv")]
         trainer = super().instantiate_trainer(**kwargs)

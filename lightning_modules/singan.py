@@ -278,6 +278,17 @@ class SinGAN(LightningModule):
             critic.train(s == scale)
             critic.requires_grad_(s == scale)
 
+    @torch.no_grad()
+    def _broadcast_buffers(self) -> None:
+        """Give every process rank 0's buffers (BatchNorm statistics, z*) before a scale is frozen.
+
+        Gradients are averaged across processes, but BatchNorm running statistics follow each
+        process's own noise; without this the frozen scales would differ between ranks.
+        """
+        if self.trainer.world_size > 1:
+            for buffer in self.buffers():
+                buffer.copy_(self.trainer.strategy.broadcast(buffer, src=0))
+
     def on_train_start(self) -> None:
         if self.iteration >= self.total_iterations:
             self.trainer.should_stop = True
@@ -324,6 +335,7 @@ class SinGAN(LightningModule):
         self.stage_finished = self.iteration % self.hparams.iters_per_scale == 0
         if self.stage_finished:
             generator.eval().requires_grad_(False)
+            self._broadcast_buffers()
         if self.iteration >= self.total_iterations:
             self.trainer.should_stop = True
         self._log_terms(scale, critic_terms, generator_terms)

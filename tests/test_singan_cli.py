@@ -1,0 +1,146 @@
+"""SinGAN end to end through the real CLI and configs/singan/smoke.yaml."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from tests.helpers import REPO, run_cli, run_cli_subprocess
+
+SMOKE = str(REPO / "configs/singan/smoke.yaml")
+
+
+def fit(root: Path, *extra: str) -> Path:
+    run_cli("fit", "--config", SMOKE, *extra, f"--trainer.default_root_dir={root}")
+    return root / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    return root, fit(root)
+
+
+def test_fit_writes_checkpoint_logs_and_sample_grids(trained):
+    root, last = trained
+    checkpoint = torch.load(last, weights_only=False)
+    assert checkpoint["pyramid_progress"]["iteration"] == 50  # 5 scales x 10 iterations
+    assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [(12, 14), (15, 17), (19, 21), (23, 26), (28, 32)]
+    rows = list(csv.DictReader(next(root.glob("csv/version_*/metrics.csv")).read_text().splitlines()))
+    logged = set(rows[0])
+    for term in ("critic_critic_real", "critic_critic_fake", "critic_gradient_penalty", "generator_reconstruction"):
+        assert {f"scale_0/{term}", f"scale_4/{term}"} <= logged
+    media = sorted(p.name for p in root.glob("csv/version_*/media/*.png"))
+    assert len(media) == 10  # samples and reconstruction at the end of each of 5 scales
+    assert list(root.glob("tensorboard/version_*/events.*"))
+
+
+def test_predict_writes_pngs(trained, tmp_path):
+    root, last = trained
+    run_cli("predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}")
+    files = sorted((tmp_path / "predictions").glob("sample_*.png"))
+    assert len(files) == 4
+    assert Image.open(files[0]).size == (32, 28)
+    assert (tmp_path / "predictions" / "grid.png").is_file()
+    images = [torch.tensor(list(Image.open(f).getdata()), dtype=torch.float) for f in files]
+    assert (images[0] - images[1]).abs().mean() > 1  # different seeds, different samples
+
+
+def test_predict_at_another_size(trained, tmp_path):
+    _, last = trained
+    run_cli(
+        "predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}",
+        "--data.sample_scale=[1.0,2.0]", "--data.num_samples=2",
+    )  # fmt: skip
+    assert Image.open(tmp_path / "predictions" / "sample_00000.png").size == (64, 28)
+
+
+def test_predict_from_a_finer_start_scale_follows_the_reconstruction(trained, tmp_path):
+    _, last = trained
+    run_cli(
+        "predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}",
+        "--data.gen_start_scale=4", "--data.num_samples=2",
+    )  # fmt: skip
+    a, b = (torch.tensor(list(Image.open(tmp_path / f"predictions/sample_0000{i}.png").getdata())) for i in (0, 1))
+    # below the start scale both samples share the reconstruction noise: only fine detail differs
+    assert (a.float() - b.float()).abs().mean() < 20
+
+
+def test_predict_with_an_injected_image_and_mask(trained, tmp_path, tiny_image):
+    _, last = trained
+    mask = Image.new("L", (36, 28), 0)
+    mask.paste(255, (0, 0, 18, 28))  # regenerate the left half only
+    mask.save(tmp_path / "mask.png")
+    run_cli(
+        "predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}",
+        f"--data.inject_path={tiny_image}", "--data.inject_scale=2", f"--data.inject_mask_path={tmp_path / 'mask.png'}",
+        "--data.num_samples=1",
+    )  # fmt: skip
+    out = torch.tensor(list(Image.open(tmp_path / "predictions/sample_00000.png").getdata()), dtype=torch.float)
+    injected = Image.open(tiny_image).resize((32, 28), Image.BICUBIC)
+    injected = torch.tensor(list(injected.getdata()), dtype=torch.float)
+    right = (torch.arange(28 * 32) % 32) >= 18
+    assert (out[right] - injected[right]).abs().mean() < 8  # kept outside the mask
+    assert (out[~right] - injected[~right]).abs().mean() > 8  # regenerated inside it
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    config = yaml.safe_load(Path(SMOKE).read_text())
+    config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 6 * 13, "save_top_k": -1}
+    config["data"]["init_args"]["path"] = str(REPO / config["data"]["init_args"]["path"])
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    uninterrupted = fit(tmp_path / "a", "--config", str(path))
+    middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=78.ckpt"  # scale 2, step 3
+    assert torch.load(middle, weights_only=False)["pyramid_progress"]["iteration"] == 13
+    run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={tmp_path / 'b'}", f"--ckpt_path={middle}")
+    resumed = tmp_path / "b" / "checkpoints" / "last.ckpt"
+
+    expected = torch.load(uninterrupted, weights_only=False)
+    actual = torch.load(resumed, weights_only=False)
+    assert actual["pyramid_progress"]["iteration"] == 50
+    for key, value in expected["state_dict"].items():
+        assert torch.equal(actual["state_dict"][key], value), key
+
+
+def test_resume_from_last_continues_at_the_same_scale(tmp_path):
+    fit(tmp_path, "--trainer.max_steps=60")  # stops after 10 iterations, at the start of scale 2
+    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)["pyramid_progress"]["iteration"] == 10
+    fit(tmp_path, "--ckpt_path=last")
+    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)["pyramid_progress"]["iteration"] == 50
+
+
+def test_entry_points_share_one_cli(tmp_path):
+    help_text = run_cli_subprocess("fit", "--help").stdout
+    assert "SinGAN" in help_text and "SingleImageDataModule" in help_text
+    printed = run_cli_subprocess("fit", "--config", SMOKE, "--model.iters_per_scale=500", "--print_config")
+    assert printed.returncode == 0, printed.stderr
+    assert yaml.safe_load(printed.stdout)["model"]["init_args"]["iters_per_scale"] == 500
+    options = run_cli_subprocess("fit", "--model.help", "SinGAN")
+    assert "--model.resample_rec_noise" in options.stdout + options.stderr
+
+
+def test_bad_image_is_a_clear_error_before_any_output(tmp_path):
+    root = tmp_path / "run"
+    result = run_cli_subprocess("fit", "--config", SMOKE, f"--trainer.default_root_dir={root}", "--data.path=nope.png")
+    assert result.returncode != 0
+    assert "nope.png: no such image file" in result.stderr
+    assert not root.exists()
+
+
+def test_two_process_ddp_leaves_identical_weights(tmp_path):
+    weights = tmp_path / "weights"
+    result = run_cli_subprocess(
+        "fit", "--config", SMOKE, f"--trainer.default_root_dir={tmp_path}", "--trainer.devices=2",
+        "--trainer.strategy=ddp", "--trainer.callbacks+=tests.helpers.SaveRankWeights",
+        f"--trainer.callbacks.directory={weights}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = torch.load(weights / "rank_0.pt"), torch.load(weights / "rank_1.pt")
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key

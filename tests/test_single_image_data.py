@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datamodules.single_image import SingleImageDataModule, load_image, pyramid_shapes
+from datamodules.synthetic import pattern_image, write_image
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (
+            (188, 250),
+            [
+                (26, 34),
+                (32, 42),
+                (40, 53),
+                (49, 66),
+                (62, 82),
+                (77, 102),
+                (96, 128),
+                (121, 160),
+                (151, 200),
+                (188, 250),
+            ],
+        ),
+        ((250, 250), [(n, n) for n in (25, 32, 40, 50, 63, 80, 100, 126, 158, 199, 250)]),
+        (
+            (768, 1024),
+            [(25, 34), (33, 43), (42, 56), (54, 71), (69, 92), (89, 118), (114, 151), (147, 195), (188, 250)],
+        ),
+    ],
+)
+def test_pyramid_matches_the_spec_table(size, expected):
+    assert pyramid_shapes(*size) == expected
+
+
+def test_rgb_roundtrip_and_range(tmp_path):
+    array = pattern_image(20, 30)
+    image = load_image(write_image(tmp_path / "x.png", array))
+    assert image.shape == (3, 20, 30)
+    assert torch.allclose(image, torch.from_numpy(array).permute(2, 0, 1).float() / 127.5 - 1)
+
+
+def test_grayscale_becomes_three_equal_channels(tmp_path):
+    image = load_image(write_image(tmp_path / "g.png", pattern_image(20, 30)[..., 0]))
+    assert image.shape == (3, 20, 30)
+    assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
+
+
+def test_rgba_is_composited_on_white(tmp_path):
+    array = np.zeros((10, 12, 4), dtype=np.uint8)
+    array[..., 0] = 255
+    array[:, :6, 3] = 255  # left half opaque red, right half transparent
+    image = load_image(write_image(tmp_path / "a.png", array))
+    assert torch.allclose(image[:, 0, 0], torch.tensor([1.0, -1.0, -1.0]))
+    assert torch.allclose(image[:, 0, -1], torch.ones(3))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = write_image(tmp_path / "r.jpg", pattern_image(20, 30), exif=exif.tobytes())
+    assert load_image(path).shape == (3, 30, 20)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        load_image(tmp_path / "nope.png")
+
+
+def test_truncated_file_names_the_path(tmp_path):
+    path = write_image(tmp_path / "t.png", pattern_image(64, 64))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"t\.png: not a readable image"):
+        load_image(path)
+
+
+def test_not_an_image_names_the_path(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("hello")
+    with pytest.raises(ValueError, match="notes.png"):
+        load_image(path)
+
+
+def test_too_small_image_names_path_and_limit(tmp_path):
+    path = write_image(tmp_path / "small.png", pattern_image(20, 40))
+    with pytest.raises(ValueError, match=r"small\.png: image is 20x40, smaller than min_size=25"):
+        SingleImageDataModule(str(path))
+
+
+def test_pyramid_is_built_coarse_to_fine(tiny_image):
+    data = SingleImageDataModule(str(tiny_image), max_size=32, min_size=12)
+    data.setup("fit")
+    assert [tuple(x.shape[-2:]) for x in data.pyramid] == data.pyramid_shapes
+    assert data.pyramid_shapes[-1] == (25, 32)
+    assert all(x.abs().max() <= 1 for x in data.pyramid)
+    pyramid = next(iter(data.train_dataloader()))
+    assert len(pyramid) == len(data.pyramid_shapes)
