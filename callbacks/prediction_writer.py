@@ -16,7 +16,9 @@ from callbacks.media import to_unit_range
 class ImagePredictionWriter(BasePredictionWriter):
     """Saves each predicted image as `<output_dir>/<name>.png`, plus `grid.png` of the first ones.
 
-    `predict_step` returns {"images": [B, 3, H, W] in [-1, 1], "names": list of B names}.
+    `predict_step` returns {"images": [B, 3, H, W] in [-1, 1], "names": list of B names}
+    and optionally "extras": {name: [3, H, W]}, single images written beside them but left
+    out of the grid (SinGAN's reconstruction, for example).
 
     Args:
         output_dir: where to write; None means `<trainer.default_root_dir>/predictions`.
@@ -49,6 +51,8 @@ class ImagePredictionWriter(BasePredictionWriter):
         images = to_unit_range(prediction["images"])
         for image, name in zip(images, prediction["names"]):
             save_image(image, directory / f"{name}.png")
+        for name, image in prediction.get("extras", {}).items():
+            save_image(to_unit_range(image), directory / f"{name}.png")
         missing = self.grid_size - sum(len(chunk) for chunk in self._grid_images)
         if missing > 0:
             self._grid_images.append(images[:missing])

@@ -31,7 +31,7 @@ def test_fit_writes_checkpoint_logs_and_sample_grids(trained):
     assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [(12, 14), (15, 17), (19, 21), (23, 26), (28, 32)]
     rows = list(csv.DictReader(next(root.glob("csv/version_*/metrics.csv")).read_text().splitlines()))
     logged = set(rows[0])
-    for term in ("critic_critic_real", "critic_critic_fake", "critic_gradient_penalty", "generator_reconstruction"):
+    for term in ("critic_real", "critic_fake", "gradient_penalty", "reconstruction", "adversarial", "noise_amp"):
         assert {f"scale_0/{term}", f"scale_4/{term}"} <= logged
     media = sorted(p.name for p in root.glob("csv/version_*/media/*.png"))
     assert len(media) == 10  # samples and reconstruction at the end of each of 5 scales
@@ -45,6 +45,7 @@ def test_predict_writes_pngs(trained, tmp_path):
     assert len(files) == 4
     assert Image.open(files[0]).size == (32, 28)
     assert (tmp_path / "predictions" / "grid.png").is_file()
+    assert Image.open(tmp_path / "predictions" / "reconstruction.png").size == (32, 28)
     images = [torch.tensor(list(Image.open(f).getdata()), dtype=torch.float) for f in files]
     assert (images[0] - images[1]).abs().mean() > 1  # different seeds, different samples
 
