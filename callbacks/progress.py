@@ -34,6 +34,7 @@ class PyramidProgressBar(TQDMProgressBar):
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         n, total = pl_module.iteration, pl_module.total_iterations
         if self._should_update(n, total):
+            self.train_progress_bar.total = total  # a resumed run starts its bar without one
             self.train_progress_bar.n = n
             self.train_progress_bar.set_description(pl_module.progress_description, refresh=False)
             self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))

@@ -180,6 +180,10 @@ class SingleImageDataModule(LightningDataModule):
         # batch_size=None: each item is already the whole batch (one image per scale)
         return DataLoader(RepeatedPyramid(self.pyramid), batch_size=None)
 
+    def test_dataloader(self) -> DataLoader:
+        # one batch: the real pyramid, against which `test` evaluates reconstruction and SIFID
+        return DataLoader([self.pyramid], batch_size=None)
+
     def predict_dataloader(self) -> DataLoader:
         hp = self.hparams
         shapes = self.sample_shapes()

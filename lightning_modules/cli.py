@@ -11,6 +11,7 @@ no logger is configured, and predictions.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,40 @@ import datamodules  # noqa: F401
 import lightning_modules  # noqa: F401
 
 
+def wandb_run_id(root: Path, resuming: bool) -> str:
+    """The W&B run id of the run under `root`: the stored one when resuming, else a new one.
+
+    Only the first process writes the file; Lightning starts the other DDP processes with
+    LOCAL_RANK/NODE_RANK set, and only rank 0 talks to W&B.
+    """
+    path = root / "wandb_run_id"
+    if resuming and path.is_file():
+        return path.read_text().strip()
+    run_id = secrets.token_hex(4)
+    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
+        root.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id)
+    return run_id
+
+
 class DFGenCLI(LightningCLI):
     """LightningCLI whose runs are resumable and keep all their outputs under one root."""
+
+    def before_instantiate_classes(self) -> None:
+        """A W&B logger without an explicit id resumes the run it logged to when `--ckpt_path` is given."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if config is None or self.subcommand != "fit":
+            return
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        root = Path(config.trainer.default_root_dir or os.getcwd())
+        for logger in loggers:
+            is_wandb = getattr(logger, "class_path", "").endswith("WandbLogger")
+            if not is_wandb:
+                continue
+            if logger.init_args.get("save_dir") in (None, "."):
+                logger.init_args.save_dir = str(root)
+            if logger.init_args.get("id") is None:
+                logger.init_args.id = wandb_run_id(root, resuming=bool(config.get("ckpt_path")))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})

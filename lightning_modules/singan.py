@@ -257,6 +257,17 @@ class SinGAN(LightningModule):
         seeds = list(range(seed, seed + num_samples))
         return {"samples": self.sample(seeds, last_scale=scale), "reconstruction": self.reconstruct(scale)}
 
+    def sifid_images(self, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The SIFID callback's hook: the finest real image and `num_samples` random samples."""
+        real = self.trainer.datamodule.pyramid[-1].to(self.device)
+        return real, self.sample(list(range(num_samples)))
+
+    def test_step(self, pyramid: list[torch.Tensor], batch_idx: int) -> None:
+        """Reconstruction PSNR (dB, images in [-1, 1]) of every scale's real image."""
+        for scale, real in enumerate(pyramid):
+            mse = torch.mean((self.reconstruct(scale) - real) ** 2)
+            self.log(f"test/rec_psnr_scale_{scale}", 10 * torch.log10(4 / mse))
+
     # ------------------------------------------------------------------ training
     def _begin_scale(self, scale: int, real: torch.Tensor) -> None:
         """Copy-initialise from the scale below when widths match, and set sigma_s (spec 1.3, 1.6)."""

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from torch.utils.data import TensorDataset
 
+from datamodules.loaders import evaluation_loader
 from lightning_modules.cli import build_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,9 +23,9 @@ def run_cli(*args: str) -> object:
     return build_cli(list(args) + QUIET)
 
 
-def run_cli_subprocess(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli_subprocess(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m lightning_modules.cli <args>` from the repository root, as a user would."""
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO), **(env or {})}
     command = [sys.executable, "-m", "lightning_modules.cli", *args, *QUIET]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -37,3 +39,93 @@ class SaveRankWeights(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         torch.save(pl_module.state_dict(), self.directory / f"rank_{trainer.global_rank}.pt")
+
+
+class TinyFeatures(torch.nn.Module):
+    """A fixed random feature extractor: uint8 [N, 3, H, W] -> [N, 8] (no weights file needed)."""
+
+    num_features = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, kernel_size=3, stride=2)
+        weights = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=weights) * 0.1)
+            self.conv.bias.zero_()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(images.float() / 127.5 - 1)).mean(dim=(2, 3))
+
+
+class TinySpatialFeatures(TinyFeatures):
+    """uint8 [N, 3, H, W] -> activation maps [N, 8, h, w]."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(images.float() / 127.5 - 1))
+
+
+class ToyImages(LightningDataModule):
+    """Deterministic random images [-1, 1] for validation and test, never padded across processes."""
+
+    def __init__(self, num_images: int = 24, size: int = 16, batch_size: int = 4) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(1)
+        self.images = torch.rand(num_images, 3, size, size, generator=generator) * 2 - 1
+        self.batch_size = batch_size
+
+    def val_dataloader(self):
+        return evaluation_loader(TensorDataset(torch.arange(len(self.images)), self.images), self.batch_size)
+
+    test_dataloader = val_dataloader
+
+
+class ToyGenerator(LightningModule):
+    """'Generates' a fixed distortion of each real image, so FID/KID have a known, nonzero answer."""
+
+    def __init__(self, shift: float = 0.3) -> None:
+        super().__init__()
+        self.shift = shift
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def validation_step(self, batch, batch_idx):
+        return None
+
+    test_step = validation_step
+
+    def fidelity_images(self, batch, batch_idx):
+        _, images = batch
+        return images, (images * 0.5 + self.shift).clamp(-1, 1)
+
+
+class ToySegmentation(LightningDataModule):
+    """An odd number of small label maps with planted predictions, for mIoU tests."""
+
+    def __init__(self, num_images: int = 7, num_classes: int = 4, batch_size: int = 2) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(2)
+        self.target = torch.randint(0, num_classes, (num_images, 6, 5), generator=generator)
+        self.target[:, 0, 0] = 255  # ignored pixels
+        noise = torch.randint(0, num_classes, self.target.shape, generator=generator)
+        flip = torch.rand(self.target.shape, generator=generator) < 0.3
+        self.preds = torch.where(flip, noise, self.target.clamp(max=num_classes - 1))
+        self.batch_size = batch_size
+
+    def val_dataloader(self):
+        return evaluation_loader(TensorDataset(self.preds, self.target), self.batch_size)
+
+    test_dataloader = val_dataloader
+
+
+class ToySegmenter(LightningModule):
+    """Returns the planted predictions of `ToySegmentation`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def validation_step(self, batch, batch_idx):
+        preds, target = batch
+        return {"preds": preds, "target": target}
+
+    test_step = validation_step

@@ -88,6 +88,19 @@ def test_predict_with_an_injected_image_and_mask(trained, tmp_path, tiny_image):
     assert (out[~right] - injected[~right]).abs().mean() > 8  # regenerated inside it
 
 
+def test_test_reports_reconstruction_psnr_and_sifid(trained, tmp_path):
+    _, last = trained
+    cli = run_cli(
+        "test", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.callbacks+=callbacks.SIFID", "--trainer.callbacks.num_samples=4",
+        "--trainer.callbacks.feature_extractor=tests.helpers.TinySpatialFeatures",
+    )  # fmt: skip
+    metrics = cli.trainer.callback_metrics
+    assert metrics["test/rec_psnr_scale_4"] > 10
+    sifid = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "SIFID").last
+    assert sifid["test/sifid_mean"] > 0 and sifid["test/sifid_std"] > 0
+
+
 def test_resumed_run_ends_with_the_same_weights(tmp_path):
     config = yaml.safe_load(Path(SMOKE).read_text())
     config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 6 * 13, "save_top_k": -1}
