@@ -14,7 +14,7 @@ from torch.optim import Adam
 from torch.optim.lr_scheduler import MultiStepLR
 
 from lightning_modules.networks.losses import SinGANLoss
-from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, scale_width
+from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, coarsest_noise, scale_noise, scale_width
 from lightning_modules.networks.resize import resize
 
 
@@ -27,11 +27,10 @@ def train_plain(
     pyramid = [real.to(device) for real in pyramid]
     shapes = [tuple(real.shape[-2:]) for real in pyramid]
     generators, critics, amps = [], [], []
-    rec_noise = torch.randn(1, 1, *shapes[0], device=device, generator=rng).expand(-1, 3, -1, -1)
+    rec_noise = coarsest_noise(1, shapes[0], rng)
 
     def noise(scale: int) -> torch.Tensor:
-        channels = 1 if scale == 0 else 3
-        return torch.randn(1, channels, *shapes[scale], device=device, generator=rng).expand(-1, 3, -1, -1)
+        return scale_noise(scale, 1, shapes[scale], rng)
 
     @torch.no_grad()
     def chain(scale: int, inputs: list[torch.Tensor]) -> torch.Tensor:

@@ -9,8 +9,6 @@ scale and step and ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -20,7 +18,15 @@ from torch.optim import Adam
 from torch.optim.lr_scheduler import MultiStepLR
 
 from lightning_modules.networks.losses import SinGANLoss
-from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, scale_width
+from lightning_modules.networks.pyramid import (
+    PatchCritic,
+    ScaleGenerator,
+    coarsest_noise,
+    eval_mode,
+    run_pyramid,
+    scale_noise,
+    scale_width,
+)
 from lightning_modules.networks.resize import Shape, resize
 
 
@@ -91,7 +97,7 @@ class SinGAN(LightningModule):
         self.generators.extend(ScaleGenerator(width) for width in widths)
         self.critics.extend(PatchCritic(width) for width in widths)
         self.register_buffer("noise_amps", torch.ones(len(shapes)))
-        self.register_buffer("rec_noise", self._coarsest_noise(1, shapes[0], generator=None))
+        self.register_buffer("rec_noise", coarsest_noise(1, shapes[0], generator=None))
 
     def configure_model(self) -> None:
         datamodule = self.trainer.datamodule
@@ -148,16 +154,6 @@ class SinGAN(LightningModule):
                 self._noise_rng.set_state(restored["state"])
         return self._noise_rng
 
-    def _coarsest_noise(self, batch: int, shape: Shape, generator: torch.Generator | None) -> torch.Tensor:
-        # the coarsest scale takes single-channel noise replicated to RGB (grayscale noise)
-        device = generator.device if generator is not None else None
-        return torch.randn(batch, 1, *shape, generator=generator, device=device).expand(-1, 3, -1, -1).contiguous()
-
-    def _noise(self, scale: int, batch: int, shape: Shape, generator: torch.Generator) -> torch.Tensor:
-        if scale == 0:
-            return self._coarsest_noise(batch, shape, generator)
-        return torch.randn(batch, 3, *shape, generator=generator, device=generator.device)
-
     def _rec_input(self, scale: int, batch: int, shape: Shape) -> torch.Tensor:
         """Scaled reconstruction noise: sigma_0 * z* at the coarsest scale, zeros above."""
         if scale == 0:
@@ -167,30 +163,14 @@ class SinGAN(LightningModule):
         return torch.zeros(batch, 3, *shape, device=self.device)
 
     # ------------------------------------------------------------------ generation
-    def run_pyramid(
-        self, inputs: list[torch.Tensor], shapes: list[Shape], first_scale: int = 0, prev: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Run G_first .. G_{first+len(inputs)-1}; `inputs[i]` is the scaled noise of that scale.
-
-        `prev` is the image entering the first scale (zeros at scale 0, or an injected image);
-        between scales each output is resized to the next scale's shape.
-        """
-        x = prev if prev is not None else torch.zeros_like(inputs[0])
-        for offset, noise in enumerate(inputs):
-            scale = first_scale + offset
-            if offset > 0:
-                x = resize(x, shapes[scale])
-            x = self.generators[scale](noise, x)
-        return x
-
     @torch.no_grad()
     def _random_prev(self, scale: int) -> torch.Tensor:
         """Upsampled output of the frozen scales below `scale`, from fresh noise ("rand" mode)."""
         if scale == 0:
             return torch.zeros(1, 3, *self.shapes[0], device=self.device)
         rng = self.noise_rng()
-        inputs = [self.noise_amps[s] * self._noise(s, 1, self.shapes[s], rng) for s in range(scale)]
-        return resize(self.run_pyramid(inputs, self.shapes), self.shapes[scale])
+        inputs = [self.noise_amps[s] * scale_noise(s, 1, self.shapes[s], rng) for s in range(scale)]
+        return resize(run_pyramid(self.generators, inputs, self.shapes), self.shapes[scale])
 
     @torch.no_grad()
     def _rec_prev(self, scale: int) -> torch.Tensor:
@@ -199,7 +179,9 @@ class SinGAN(LightningModule):
             return torch.zeros(1, 3, *self.shapes[0], device=self.device)
         if scale not in self._rec_prev_cache:
             inputs = [self._rec_input(s, 1, self.shapes[s]) for s in range(scale)]
-            self._rec_prev_cache = {scale: resize(self.run_pyramid(inputs, self.shapes), self.shapes[scale])}
+            self._rec_prev_cache = {
+                scale: resize(run_pyramid(self.generators, inputs, self.shapes), self.shapes[scale])
+            }
         return self._rec_prev_cache[scale]
 
     @torch.no_grad()
@@ -226,30 +208,19 @@ class SinGAN(LightningModule):
             if s < gen_start_scale:
                 inputs.append(self._rec_input(s, len(seeds), shapes[s]))
             else:
-                noise = torch.cat([self._noise(s, 1, shapes[s], g) for g in generators]).to(self.device)
+                noise = torch.cat([scale_noise(s, 1, shapes[s], g) for g in generators]).to(self.device)
                 inputs.append(self.noise_amps[s] * noise)
         prev = resize(inject.to(self.device), shapes[first_scale]) if inject is not None else None
-        with self._generators_in_eval_mode():
-            return self.run_pyramid(inputs, shapes, first_scale, prev).clamp(-1, 1)
+        with eval_mode(self.generators):
+            return run_pyramid(self.generators, inputs, shapes, first_scale, prev).clamp(-1, 1)
 
     @torch.no_grad()
     def reconstruct(self, last_scale: int | None = None) -> torch.Tensor:
         """The fixed-noise reconstruction of the training image at `last_scale` (default finest)."""
         last_scale = self.num_scales - 1 if last_scale is None else last_scale
         inputs = [self._rec_input(s, 1, self.shapes[s]) for s in range(last_scale + 1)]
-        with self._generators_in_eval_mode():
-            return self.run_pyramid(inputs, self.shapes).clamp(-1, 1)
-
-    @contextmanager
-    def _generators_in_eval_mode(self) -> Iterator[None]:
-        """Sampling uses BatchNorm running statistics at every scale; training modes are restored after."""
-        modes = [generator.training for generator in self.generators]
-        self.generators.eval()
-        try:
-            yield
-        finally:
-            for generator, mode in zip(self.generators, modes):
-                generator.train(mode)
+        with eval_mode(self.generators):
+            return run_pyramid(self.generators, inputs, self.shapes).clamp(-1, 1)
 
     def preview_images(self, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
         """Images for the sample-grid callback: random samples and the reconstruction so far."""
@@ -319,8 +290,8 @@ class SinGAN(LightningModule):
         rng = self.noise_rng()
 
         if self.hparams.resample_rec_noise and scale == 0:
-            self.rec_noise.copy_(self._coarsest_noise(1, self.shapes[0], rng))
-        noise = self.noise_amps[scale] * self._noise(scale, 1, self.shapes[scale], rng)
+            self.rec_noise.copy_(coarsest_noise(1, self.shapes[0], rng))
+        noise = self.noise_amps[scale] * scale_noise(scale, 1, self.shapes[scale], rng)
 
         for _ in range(self.hparams.critic_steps):  # maximise D(real) - D(G(z, prev))
             prev = self._random_prev(scale)

@@ -8,9 +8,14 @@ score map 10 px smaller than its input in each direction.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lightning_modules.networks.resize import Shape, resize
 
 NUM_LAYERS = 5
 PADDING = NUM_LAYERS * (3 - 1) // 2  # valid 3x3 convolutions shrink by 1 px per side each
@@ -76,3 +81,49 @@ class PatchCritic(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
+
+
+def coarsest_noise(batch: int, shape: Shape, generator: torch.Generator | None) -> torch.Tensor:
+    """Noise of the coarsest scale [B, 3, H, W]: single-channel Gaussian replicated to RGB."""
+    device = generator.device if generator is not None else None
+    return torch.randn(batch, 1, *shape, generator=generator, device=device).expand(-1, 3, -1, -1).contiguous()
+
+
+def scale_noise(scale: int, batch: int, shape: Shape, generator: torch.Generator) -> torch.Tensor:
+    """Unit Gaussian noise [B, 3, H, W] for `scale` (grayscale at the coarsest scale), on the generator's device."""
+    if scale == 0:
+        return coarsest_noise(batch, shape, generator)
+    return torch.randn(batch, 3, *shape, generator=generator, device=generator.device)
+
+
+def run_pyramid(
+    generators: Sequence[nn.Module],
+    inputs: list[torch.Tensor],
+    shapes: list[Shape],
+    first_scale: int = 0,
+    prev: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run G_first .. G_{first+len(inputs)-1}; `inputs[i]` is the already-scaled noise of that scale.
+
+    `prev` is the image entering the first scale (zeros at scale 0, or an injected image);
+    between scales each output is resized to the next scale's shape.
+    """
+    x = prev if prev is not None else torch.zeros_like(inputs[0])
+    for offset, noise in enumerate(inputs):
+        scale = first_scale + offset
+        if offset > 0:
+            x = resize(x, shapes[scale])
+        x = generators[scale](noise, x)
+    return x
+
+
+@contextmanager
+def eval_mode(modules: nn.Module) -> Iterator[None]:
+    """Put `modules` (and their children) in eval mode, restoring each one's mode afterwards."""
+    modes = [(module, module.training) for module in modules.modules()]
+    modules.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.train(mode)
