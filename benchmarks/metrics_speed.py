@@ -145,7 +145,7 @@ def main() -> None:
             ours, theirs = results["ours"], results["torch-fidelity"]
             print(
                 f"| {samples} | {ours['images_per_s']:.1f} | {theirs['images_per_s']:.1f} "
-                f"| {ours[memory]:.0f} | {theirs[memory]:.0f} | {ours['fid']:.4f} / {theirs['fid']:.4f} |",
+                f"| {ours[memory]:.0f} | {theirs[memory]:.0f} | {ours['fid']:.4g} / {theirs['fid']:.4g} |",
                 flush=True,
             )
 
