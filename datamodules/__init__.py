@@ -1,5 +1,6 @@
 """DataModules, one file per data family."""
 
+from datamodules.cifar import CIFARDataModule
 from datamodules.single_image import SingleImageDataModule
 
-__all__ = ["SingleImageDataModule"]
+__all__ = ["CIFARDataModule", "SingleImageDataModule"]

@@ -26,3 +26,72 @@ def write_image(path: str | Path, array: np.ndarray, **save_kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, **save_kwargs)
     return path
+
+
+def class_pattern_images(labels: np.ndarray, num_classes: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Learnable images [N, size, size, 3] uint8: each class is a colour and stripe pattern, plus noise.
+
+    The class appearance depends only on `num_classes` (the same in every split); `seed`
+    draws the noise.
+    """
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    palette = np.random.default_rng(num_classes).uniform(0.2, 0.8, size=(num_classes, 3))
+    images = np.empty((len(labels), size, size, 3), dtype=np.float32)
+    for index, label in enumerate(labels):
+        stripes = 0.5 + 0.5 * np.sin((x * np.cos(label) + y * np.sin(label)) * (0.3 + 0.1 * (label % 5)))
+        images[index] = palette[label] * (0.6 + 0.4 * stripes[..., None])
+    images += rng.normal(0, 0.05, size=images.shape)
+    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+
+
+def write_cifar(root: str | Path, dataset: str = "cifar10", train: int = 100, test: int = 50, seed: int = 0) -> Path:
+    """Write a tiny CIFAR-10/100 in torchvision's python-pickle layout under `root`; returns `root`."""
+    import pickle
+
+    from datamodules.cifar import LAYOUTS
+
+    folder, train_files, test_files, label_key, num_classes = LAYOUTS[dataset]
+    rng = np.random.default_rng(seed)
+    directory = Path(root) / folder
+    directory.mkdir(parents=True, exist_ok=True)
+    for files, count in ((train_files, train), (test_files, test)):
+        for index, name in enumerate(files):
+            share = count // len(files) + (index < count % len(files))
+            labels = rng.integers(0, num_classes, size=share)
+            images = class_pattern_images(labels, num_classes, seed=seed + index + 7 * len(name))
+            batch = {b"data": images.transpose(0, 3, 1, 2).reshape(share, -1), label_key: labels.tolist()}
+            with open(directory / name, "wb") as handle:
+                pickle.dump(batch, handle)
+    return Path(root)
+
+
+def write_cifar_c(root: str | Path, num_classes: int = 10, per_severity: int = 20, corruptions=None, seed: int = 0):
+    """Write CIFAR-C-style .npy files (5 severities of Gaussian noise of growing strength) under `root`."""
+    from datamodules.cifar import CORRUPTIONS
+
+    rng = np.random.default_rng(seed)
+    directory = Path(root)
+    directory.mkdir(parents=True, exist_ok=True)
+    labels = np.tile(rng.integers(0, num_classes, size=per_severity), 5)
+    clean = class_pattern_images(labels, num_classes, seed=seed).astype(np.float32)
+    np.save(directory / "labels.npy", labels.astype(np.uint8 if num_classes <= 256 else np.int64))
+    for corruption in corruptions or CORRUPTIONS:
+        strength = np.repeat(np.arange(1, 6) * 12.0, per_severity)[:, None, None, None]
+        noisy = clean + rng.normal(0, 1, size=clean.shape) * strength
+        np.save(directory / f"{corruption}.npy", np.clip(noisy, 0, 255).round().astype(np.uint8))
+    return directory
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a tiny dataset in its real on-disk layout.")
+    parser.add_argument("kind", choices=["cifar10", "cifar100", "cifar10-c", "cifar100-c"])
+    parser.add_argument("root")
+    args = parser.parse_args()
+    if args.kind.endswith("-c"):
+        write_cifar_c(args.root, num_classes=10 if args.kind == "cifar10-c" else 100)
+    else:
+        write_cifar(args.root, args.kind)
+    print(f"wrote {args.kind} to {args.root}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim import Adam
@@ -93,9 +94,9 @@ class SinGAN(LightningModule):
     # ------------------------------------------------------------------ structure
     def _build(self, shapes: list[Shape]) -> None:
         self.shapes = shapes
-        widths = [scale_width(s, self.hparams.base_width, self.hparams.max_width) for s in range(len(shapes))]
-        self.generators.extend(ScaleGenerator(width) for width in widths)
-        self.critics.extend(PatchCritic(width) for width in widths)
+        self.widths = [scale_width(s, self.hparams.base_width, self.hparams.max_width) for s in range(len(shapes))]
+        self.generators.extend(ScaleGenerator(width) for width in self.widths)
+        self.critics.extend(PatchCritic(width) for width in self.widths)
         self.register_buffer("noise_amps", torch.ones(len(shapes)))
         self.register_buffer("rec_noise", coarsest_noise(1, shapes[0], generator=None))
 
@@ -243,9 +244,7 @@ class SinGAN(LightningModule):
     def _begin_scale(self, scale: int, real: torch.Tensor) -> None:
         """Copy-initialise from the scale below when widths match, and set sigma_s (spec 1.3, 1.6)."""
         if scale > 0:
-            if scale_width(scale, self.hparams.base_width, self.hparams.max_width) == scale_width(
-                scale - 1, self.hparams.base_width, self.hparams.max_width
-            ):
+            if self.widths[scale] == self.widths[scale - 1]:
                 self.generators[scale].load_state_dict(self.generators[scale - 1].state_dict())
                 self.critics[scale].load_state_dict(self.critics[scale - 1].state_dict())
             rmse = torch.sqrt(torch.mean((real - self._rec_prev(scale)) ** 2))
@@ -270,9 +269,9 @@ class SinGAN(LightningModule):
         Gradients are averaged across processes, but BatchNorm running statistics follow each
         process's own noise; without this the frozen scales would differ between ranks.
         """
-        if self.trainer.world_size > 1:
+        if self.trainer.world_size > 1 and dist.is_initialized():
             for buffer in self.buffers():
-                buffer.copy_(self.trainer.strategy.broadcast(buffer, src=0))
+                dist.broadcast(buffer, src=0)  # in place, on the buffer's own device
 
     def on_train_start(self) -> None:
         if self.iteration >= self.total_iterations:

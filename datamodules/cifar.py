@@ -1,0 +1,171 @@
+"""CIFAR-10/100 from torchvision's on-disk layout, and CIFAR-10-C/100-C from their .npy files.
+
+Layouts read (nothing is downloaded):
+
+    <data_dir>/cifar-10-batches-py/{data_batch_1..5, test_batch}      pickles: b"data" [N, 3072] uint8, b"labels"
+    <data_dir>/cifar-100-python/{train, test}                          pickles: b"data", b"fine_labels"
+    <corruptions_dir>/<corruption>.npy  [5 * 10000, 32, 32, 3] uint8   severities 1..5, in blocks of 10000
+    <corruptions_dir>/labels.npy        [5 * 10000]
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from datamodules.loaders import evaluation_loader
+
+CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)  # fmt: skip
+SEVERITIES = (1, 2, 3, 4, 5)
+
+LAYOUTS = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels", 10),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels", 100),
+}
+STATISTICS = {  # per-channel mean and std of the training images
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+def read_cifar(data_dir: str | Path, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, 32, 32, 3] uint8 and labels [N] int64 of a CIFAR split ("train" or "test")."""
+    folder, train_files, test_files, label_key, num_classes = LAYOUTS[dataset]
+    directory = Path(data_dir) / folder
+    expected = f"{directory}/{{{', '.join(train_files + test_files)}}} (torchvision's python-pickle layout)"
+    images, labels = [], []
+    for name in train_files if split == "train" else test_files:
+        path = directory / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; expected {expected}")
+        try:
+            with open(path, "rb") as handle:
+                batch = pickle.load(handle, encoding="bytes")
+            data, batch_labels = np.asarray(batch[b"data"], dtype=np.uint8), np.asarray(batch[label_key])
+            data = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
+            raise ValueError(f"{path}: not a CIFAR batch ({error!r}); expected {expected}") from error
+        if len(data) != len(batch_labels) or batch_labels.min() < 0 or batch_labels.max() >= num_classes:
+            raise ValueError(f"{path}: {len(data)} images but labels outside 0..{num_classes - 1} or of another count")
+        images.append(data)
+        labels.append(batch_labels.astype(np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def read_corruption(corruptions_dir: str | Path, corruption: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """All five severities of one corruption: images [5 * n, 32, 32, 3] uint8 and labels [5 * n]."""
+    directory = Path(corruptions_dir)
+    images_path, labels_path = directory / f"{corruption}.npy", directory / "labels.npy"
+    for path in (images_path, labels_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; expected <corruption>.npy and labels.npy in {directory}")
+    try:
+        images, labels = np.load(images_path, mmap_mode="r"), np.load(labels_path)
+    except ValueError as error:
+        raise ValueError(f"{images_path} or {labels_path}: not a readable .npy file ({error})") from error
+    shape_ok = images.ndim == 4 and images.shape[1:] == (32, 32, 3) and images.dtype == np.uint8
+    if not shape_ok or len(images) != len(labels) or len(images) % len(SEVERITIES):
+        raise ValueError(
+            f"{images_path}: got {images.shape} {images.dtype} with {len(labels)} labels; expected uint8 "
+            f"[5 * n, 32, 32, 3] (severities 1-5 in blocks of n) and as many labels"
+        )
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"{labels_path}: labels outside 0..{num_classes - 1}")
+    return images, labels.astype(np.int64)
+
+
+class ImageArray(Dataset):
+    """(image tensor, label) pairs from uint8 HWC arrays, through a torchvision transform."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: v2.Transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)
+        return self.transform(image), int(self.labels[index])
+
+
+class CIFARDataModule(LightningDataModule):
+    """CIFAR-10 or CIFAR-100, validated on the test split, optionally tested on CIFAR-C.
+
+    Args:
+        data_dir: folder holding `cifar-10-batches-py/` or `cifar-100-python/`.
+        dataset: "cifar10" or "cifar100".
+        batch_size: images per process and step.
+        num_workers: loader processes.
+        rotation: degrees of random rotation in training augmentation (the pAdaIN CIFAR-100
+            recipe uses 15; 0 turns it off). Crop 32 with padding 4 and horizontal flips always.
+        corruptions_dir: folder of CIFAR-10-C/100-C .npy files; `test` then evaluates the clean
+            test set followed by every corruption at every severity.
+        corruptions: which corruptions to test (default: all 15).
+        normalize: subtract the dataset mean and divide by its std (else map to [-1, 1]).
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        dataset: str = "cifar100",
+        batch_size: int = 128,
+        num_workers: int = 4,
+        rotation: float = 15.0,
+        corruptions_dir: str | None = None,
+        corruptions: list[str] | None = None,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        if dataset not in LAYOUTS:
+            raise ValueError(f"dataset={dataset!r}; expected one of {sorted(LAYOUTS)}")
+        unknown = set(corruptions or []) - set(CORRUPTIONS)
+        if unknown:
+            raise ValueError(f"unknown corruptions {sorted(unknown)}; expected names from {CORRUPTIONS}")
+        self.save_hyperparameters()
+        self.num_classes = LAYOUTS[dataset][-1]
+        mean, std = STATISTICS[dataset] if normalize else ((0.5,) * 3, (0.5,) * 3)
+        to_float = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        augment = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+        augment += [v2.RandomRotation(rotation)] if rotation else []
+        self.train_transform = v2.Compose(augment + to_float)
+        self.test_transform = v2.Compose(to_float)
+        self.test_names: list[str] = ["clean"]
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        if stage == "fit":
+            self.train_set = ImageArray(*read_cifar(hp.data_dir, hp.dataset, "train"), self.train_transform)
+        self.clean_test = ImageArray(*read_cifar(hp.data_dir, hp.dataset, "test"), self.test_transform)
+        if stage == "test" and hp.corruptions_dir:
+            self.test_sets, self.test_names = [self.clean_test], ["clean"]
+            for corruption in hp.corruptions or CORRUPTIONS:
+                images, labels = read_corruption(hp.corruptions_dir, corruption, self.num_classes)
+                block = len(labels) // len(SEVERITIES)
+                for index, severity in enumerate(SEVERITIES):
+                    part = slice(index * block, (index + 1) * block)
+                    self.test_sets.append(ImageArray(images[part], labels[part], self.test_transform))
+                    self.test_names.append(f"{corruption}/{severity}")
+        else:
+            self.test_sets, self.test_names = [self.clean_test], ["clean"]
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(
+            self.train_set, batch_size=hp.batch_size, shuffle=True, drop_last=True, num_workers=hp.num_workers,
+            persistent_workers=hp.num_workers > 0,
+        )  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        return evaluation_loader(self.clean_test, self.hparams.batch_size, self.hparams.num_workers)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [evaluation_loader(data, self.hparams.batch_size, self.hparams.num_workers) for data in self.test_sets]

@@ -1,0 +1,149 @@
+"""Image classification with Permuted AdaIN (Nuriel, Benaim and Wolf, CVPR 2021; spec section 4).
+
+pAdaIN layers sit after every main-path convolution and act only in training; with
+`padain_p = 0` the same module is the baseline. `test` reports clean top-1/top-5 and,
+when the DataModule provides corrupted test sets (CIFAR-C), the error of every
+corruption and severity and the mean corruption error.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch.optim import SGD
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_modules.networks.classifiers import build_classifier
+
+
+class ImageClassifier(LightningModule):
+    """A ResNet classifier trained with cross-entropy, optionally with pAdaIN.
+
+    Args:
+        arch: "resnet18", "resnet34", "resnet50", "resnet101" or "resnet152".
+        num_classes: number of classes (10 or 100 for CIFAR).
+        cifar_stem: 3x3 stride-1 stem without max-pool, for 32x32 images.
+        padain_p: probability that each pAdaIN layer fires per forward (paper: 0.01; 0 = baseline).
+        padain_eps: epsilon of the pAdaIN statistics.
+        padain_legacy_stats: the statistics of the paper's experiments (see PermutedAdaIN).
+        lr: SGD learning rate (after warm-up).
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: L2 weight decay.
+        warmup_epochs: linear warm-up of the LR over this many epochs, per step (CIFAR recipe: 1).
+        milestones: epochs at which the LR is multiplied by `gamma` (CIFAR-100 recipe: 60, 120, 160).
+        gamma: LR decay factor at each milestone (CIFAR-100 recipe: 0.2).
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet18",
+        num_classes: int = 100,
+        cifar_stem: bool = True,
+        padain_p: float = 0.01,
+        padain_eps: float = 1e-5,
+        padain_legacy_stats: bool = False,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 5e-4,
+        warmup_epochs: float = 1.0,
+        milestones: list[int] = (60, 120, 160),
+        gamma: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.network = build_classifier(arch, num_classes, cifar_stem, padain_p, padain_eps, padain_legacy_stats)
+        self.val_accuracy = self._accuracy()
+        self.test_accuracy = torch.nn.ModuleList()
+
+    def _accuracy(self) -> MetricCollection:
+        num_classes = self.hparams.num_classes
+        return MetricCollection({
+            "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+        })  # fmt: skip
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        loss = F.cross_entropy(self(images), labels)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.log("val/loss", F.cross_entropy(logits, labels), sync_dist=True)
+        self.val_accuracy.update(logits, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.val_accuracy.compute()
+        self.log_dict({f"val/{name}": value for name, value in scores.items()}, prog_bar=True)
+        self.val_accuracy.reset()
+
+    # ------------------------------------------------------------------ test (clean and corrupted)
+    def on_test_epoch_start(self) -> None:
+        self.test_names = getattr(self.trainer.datamodule, "test_names", ["clean"])
+        self.test_accuracy = torch.nn.ModuleList(self._accuracy() for _ in self.test_names).to(self.device)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        images, labels = batch
+        self.test_accuracy[dataloader_idx].update(self(images), labels)
+
+    def on_test_epoch_end(self) -> None:
+        errors = {}
+        for name, metric in zip(self.test_names, self.test_accuracy):
+            scores = metric.compute()  # synced across processes
+            errors[name] = 100 * (1 - scores["top1"].item())
+            if name == "clean":
+                self.log_dict({"test/top1": scores["top1"], "test/top5": scores["top5"]}, add_dataloader_idx=False)
+        self.log_dict({f"test/error/{name}": error for name, error in errors.items()}, add_dataloader_idx=False)
+        summary = corruption_summary(errors)
+        self.log_dict(summary, add_dataloader_idx=False)
+        if self.trainer.is_global_zero and len(errors) > 1:
+            self._write_table(errors, summary)
+
+    def _write_table(self, errors: dict[str, float], summary: dict[str, float]) -> None:
+        directory = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        rows = list(errors.items()) + [(name.removeprefix("test/"), value) for name, value in summary.items()]
+        lines = ["| test set | error (%) |", "|---|---|"] + [f"| {name} | {value:.2f} |" for name, value in rows]
+        (directory / "corruption_errors.md").write_text("\n".join(lines) + "\n")
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov,
+                        weight_decay=hp.weight_decay)  # fmt: skip
+        steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)))
+        warmup_steps = hp.warmup_epochs * steps_per_epoch
+
+        def factor(step: int) -> float:
+            warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+            epoch = step // steps_per_epoch
+            return warmup * hp.gamma ** sum(epoch >= milestone for milestone in hp.milestones)
+
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}}
+
+
+def corruption_summary(errors: dict[str, float]) -> dict[str, float]:
+    """Per-corruption mean error over severities and their mean (CIFAR-C mean corruption error)."""
+    per_corruption: dict[str, list[float]] = {}
+    for name, error in errors.items():
+        if "/" in name:
+            per_corruption.setdefault(name.split("/")[0], []).append(error)
+    if not per_corruption:
+        return {}
+    summary = {f"test/corruption_error/{name}": sum(v) / len(v) for name, v in per_corruption.items()}
+    summary["test/mean_corruption_error"] = sum(summary.values()) / len(summary)
+    return summary
