@@ -24,6 +24,7 @@ test: $(BIN)/lightning
 bench: $(BIN)/lightning
 	$(BIN)/python -m benchmarks.singan_speed
 	$(BIN)/python -m benchmarks.metrics_speed
+	$(BIN)/python -m benchmarks.padain_speed
 
 clean:
 	rm -rf runs lightning_logs

@@ -46,40 +46,52 @@ def class_pattern_images(labels: np.ndarray, num_classes: int, size: int = 32, s
 
 
 def write_cifar(root: str | Path, dataset: str = "cifar10", train: int = 100, test: int = 50, seed: int = 0) -> Path:
-    """Write a tiny CIFAR-10/100 in torchvision's python-pickle layout under `root`; returns `root`."""
+    """Write a tiny, learnable CIFAR-10/100 in torchvision's python-pickle layout under `root`."""
+    num_classes = 10 if dataset == "cifar10" else 100
+    rng = np.random.default_rng(seed)
+    splits = []
+    for count, split_seed in ((train, seed), (test, seed + 1)):
+        labels = rng.integers(0, num_classes, size=count)
+        splits.append((class_pattern_images(labels, num_classes, seed=split_seed), labels))
+    return write_cifar_arrays(root, dataset, *splits)
+
+
+def write_cifar_c(root: str | Path, num_classes: int = 10, per_severity: int = 20, seed: int = 0) -> Path:
+    """Write a tiny CIFAR-C-style suite of learnable images under `root` (see write_corruption_suite)."""
+    labels = np.random.default_rng(seed).integers(0, num_classes, size=per_severity)
+    return write_corruption_suite(root, class_pattern_images(labels, num_classes, seed=seed + 2), labels, seed)
+
+
+def write_cifar_arrays(root: str | Path, dataset: str, train: tuple, test: tuple) -> Path:
+    """Write (images [N, 32, 32, 3] uint8, labels [N]) train/test arrays in torchvision's CIFAR layout."""
     import pickle
 
     from datamodules.cifar import LAYOUTS
 
-    folder, train_files, test_files, label_key, num_classes = LAYOUTS[dataset]
-    rng = np.random.default_rng(seed)
+    folder, train_files, test_files, label_key, _ = LAYOUTS[dataset]
     directory = Path(root) / folder
     directory.mkdir(parents=True, exist_ok=True)
-    for files, count in ((train_files, train), (test_files, test)):
-        for index, name in enumerate(files):
-            share = count // len(files) + (index < count % len(files))
-            labels = rng.integers(0, num_classes, size=share)
-            images = class_pattern_images(labels, num_classes, seed=seed + index + 7 * len(name))
-            batch = {b"data": images.transpose(0, 3, 1, 2).reshape(share, -1), label_key: labels.tolist()}
+    for files, (images, labels) in ((train_files, train), (test_files, test)):
+        for name, part in zip(files, np.array_split(np.arange(len(labels)), len(files))):
+            batch = {
+                b"data": images[part].transpose(0, 3, 1, 2).reshape(len(part), -1),
+                label_key: labels[part].tolist(),
+            }
             with open(directory / name, "wb") as handle:
                 pickle.dump(batch, handle)
     return Path(root)
 
 
-def write_cifar_c(root: str | Path, num_classes: int = 10, per_severity: int = 20, corruptions=None, seed: int = 0):
-    """Write CIFAR-C-style .npy files (5 severities of Gaussian noise of growing strength) under `root`."""
-    from datamodules.cifar import CORRUPTIONS
+def write_corruption_suite(root: str | Path, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Path:
+    """Write `<corruption>.npy` (severities 1-5 in blocks) and labels.npy, as CIFAR-10-C lays them out."""
+    from datamodules.corruptions import CORRUPTION_FUNCTIONS
 
     rng = np.random.default_rng(seed)
     directory = Path(root)
     directory.mkdir(parents=True, exist_ok=True)
-    labels = np.tile(rng.integers(0, num_classes, size=per_severity), 5)
-    clean = class_pattern_images(labels, num_classes, seed=seed).astype(np.float32)
-    np.save(directory / "labels.npy", labels.astype(np.uint8 if num_classes <= 256 else np.int64))
-    for corruption in corruptions or CORRUPTIONS:
-        strength = np.repeat(np.arange(1, 6) * 12.0, per_severity)[:, None, None, None]
-        noisy = clean + rng.normal(0, 1, size=clean.shape) * strength
-        np.save(directory / f"{corruption}.npy", np.clip(noisy, 0, 255).round().astype(np.uint8))
+    np.save(directory / "labels.npy", np.tile(labels, 5))
+    for name, corrupt in CORRUPTION_FUNCTIONS.items():
+        np.save(directory / f"{name}.npy", np.concatenate([corrupt(images, severity, rng) for severity in range(1, 6)]))
     return directory
 
 

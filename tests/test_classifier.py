@@ -37,12 +37,12 @@ def test_missing_or_malformed_cifar_names_the_file(tmp_path, cifar):
 
 
 def test_corruption_reader_checks_shapes(tmp_path):
-    write_cifar_c(tmp_path, num_classes=10, per_severity=4, corruptions=["fog"])
-    images, labels = read_corruption(tmp_path, "fog", 10)
+    write_cifar_c(tmp_path, num_classes=10, per_severity=4)
+    images, labels = read_corruption(tmp_path, "contrast", 10)
     assert images.shape == (20, 32, 32, 3) and len(labels) == 20
-    np.save(tmp_path / "fog.npy", np.zeros((7, 32, 32, 3), dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"fog\.npy: got \(7, 32, 32, 3\)"):
-        read_corruption(tmp_path, "fog", 10)
+    np.save(tmp_path / "contrast.npy", np.zeros((7, 32, 32, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"contrast\.npy: got \(7, 32, 32, 3\)"):
+        read_corruption(tmp_path, "contrast", 10)
     with pytest.raises(FileNotFoundError, match="snow.npy is missing"):
         read_corruption(tmp_path, "snow", 10)
 
@@ -65,17 +65,17 @@ def test_corruption_summary_averages_severities_then_corruptions():
 
 
 def test_fit_then_test_on_clean_and_corrupted_sets(cifar, tmp_path):
-    corrupted = write_cifar_c(tmp_path / "c", num_classes=10, per_severity=8, corruptions=["gaussian_noise", "fog"])
+    corrupted = write_cifar_c(tmp_path / "c", num_classes=10, per_severity=8)
     root = tmp_path / "run"
     run_cli("fit", "--config", SMOKE, f"--data.data_dir={cifar}", f"--trainer.default_root_dir={root}")
     cli = run_cli(
         "test", "--config", SMOKE, f"--data.data_dir={cifar}", f"--trainer.default_root_dir={root}",
         f"--ckpt_path={root / 'checkpoints' / 'last.ckpt'}", f"--data.corruptions_dir={corrupted}",
-        "--data.corruptions=[gaussian_noise,fog]",
+        "--data.corruptions=[gaussian_noise,contrast]",
     )  # fmt: skip
     metrics = cli.trainer.callback_metrics
     assert 0 <= metrics["test/top1"] <= metrics["test/top5"] <= 1
-    assert "test/error/fog/5" in metrics and "test/corruption_error/gaussian_noise" in metrics
+    assert "test/error/contrast/5" in metrics and "test/corruption_error/gaussian_noise" in metrics
     table = next(root.glob("**/corruption_errors.md")).read_text()
     assert "| gaussian_noise/3 |" in table and "| mean_corruption_error |" in table
 
