@@ -1,6 +1,7 @@
 """DataModules, one file per data family."""
 
 from datamodules.cifar import CIFARDataModule
+from datamodules.image_folders import ImageFolderDataModule
 from datamodules.single_image import SingleImageDataModule
 
-__all__ = ["CIFARDataModule", "SingleImageDataModule"]
+__all__ = ["CIFARDataModule", "ImageFolderDataModule", "SingleImageDataModule"]

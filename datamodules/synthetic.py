@@ -95,6 +95,40 @@ def write_corruption_suite(root: str | Path, images: np.ndarray, labels: np.ndar
     return directory
 
 
+def write_image_folders(root: str | Path, labels: np.ndarray, images: np.ndarray, classes: list[str]) -> Path:
+    """Write images [N, H, W, 3] uint8 as PNG files in `<root>/<class>/` folders."""
+    root = Path(root)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        write_image(root / classes[label] / f"{index:05d}.png", image)
+    return root
+
+
+def write_imagenet(root: str | Path, num_classes: int = 3, train: int = 24, val: int = 12, seed: int = 0) -> Path:
+    """A tiny ImageNet layout (`train/` and `val/` class folders) of learnable 32x32 images."""
+    classes = [f"n{index:08d}" for index in range(num_classes)]
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("val", val)):
+        labels = rng.integers(0, num_classes, size=count)
+        write_image_folders(Path(root) / split, labels, class_pattern_images(labels, num_classes, seed=seed), classes)
+    return Path(root)
+
+
+def write_imagenet_c(root: str | Path, val_root: str | Path, corruptions: list[str], seed: int = 0) -> Path:
+    """ImageNet-C-style `<corruption>/<severity>/<class>/` folders made from a `val/` class-folder tree."""
+    from datamodules.corruptions import CORRUPTION_FUNCTIONS
+
+    rng = np.random.default_rng(seed)
+    files = sorted(Path(val_root).glob("*/*.png"))
+    images = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in files])
+    classes = sorted({path.parent.name for path in files})
+    labels = np.array([classes.index(path.parent.name) for path in files])
+    for corruption in corruptions:
+        for severity in range(1, 6):
+            corrupted = CORRUPTION_FUNCTIONS[corruption](images, severity, rng)
+            write_image_folders(Path(root) / corruption / str(severity), labels, corrupted, classes)
+    return Path(root)
+
+
 if __name__ == "__main__":
     import argparse
 

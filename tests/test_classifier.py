@@ -103,3 +103,44 @@ def test_bad_dataset_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py/test_batch is missing"):
         data = CIFARDataModule(str(tmp_path), dataset="cifar10")
         data.setup("validate")
+
+
+def test_mce_normalises_by_alexnet():
+    errors = {"clean": 20.0, "fog/1": 40.0, "fog/2": 41.9324, "brightness/1": 28.2296, "brightness/2": 28.2296}
+    summary = corruption_summary(errors, normalize=True)
+    # fog: 40.9662 / 81.9324 = 0.5; brightness: 28.2296 / 56.4592 = 0.5
+    assert summary["test/mCE"] == pytest.approx(50.0, rel=1e-6)
+
+
+def test_image_folders_fit_and_imagenet_c_test(tmp_path):
+    from datamodules.synthetic import write_imagenet, write_imagenet_c
+
+    data = write_imagenet(tmp_path / "imagenet", num_classes=3, train=24, val=12)
+    corrupted = write_imagenet_c(tmp_path / "imagenet-c", data / "val", ["contrast", "pixelate"])
+    root = tmp_path / "run"
+    common = [
+        "--model=ImageClassifier", "--model.num_classes=3", "--model.padain_p=0.5", "--model.milestones=[5]",
+        "--data=ImageFolderDataModule", f"--data.data_dir={data}", "--data.image_size=32", "--data.resize=32",
+        "--data.batch_size=8", "--data.num_workers=0", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
+        f"--trainer.default_root_dir={root}", "--trainer.callbacks=callbacks.ResumableCheckpoint",
+    ]  # fmt: skip
+    run_cli("fit", *common)
+    cli = run_cli(
+        "test", *common, f"--ckpt_path={root / 'checkpoints' / 'last.ckpt'}", f"--data.corruptions_dir={corrupted}",
+        "--data.corruptions=[contrast,pixelate]",
+    )  # fmt: skip
+    metrics = cli.trainer.callback_metrics
+    assert "test/mCE" in metrics and "test/error/pixelate/5" in metrics
+
+
+def test_class_folders_must_match_the_training_classes(tmp_path):
+    from datamodules.image_folders import ImageFolderDataModule
+    from datamodules.synthetic import write_imagenet
+
+    data = write_imagenet(tmp_path, num_classes=3)
+    (data / "val" / "n00000002").rename(data / "val" / "n00000009")
+    module = ImageFolderDataModule(str(data), num_workers=0)
+    with pytest.raises(ValueError, match="differ from the training classes"):
+        module.setup("validate")
+    with pytest.raises(FileNotFoundError, match="nowhere/train is missing"):
+        ImageFolderDataModule(str(tmp_path / "nowhere"))
