@@ -144,3 +144,15 @@ def test_class_folders_must_match_the_training_classes(tmp_path):
         module.setup("validate")
     with pytest.raises(FileNotFoundError, match="nowhere/train is missing"):
         ImageFolderDataModule(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize(("arch", "points"), [("resnext29", 28), ("densenet40", 37)])
+def test_cifar_c_backbones(arch, points):
+    network = build_classifier(arch, 100, cifar_stem=True, padain_p=1.0)
+    inserted = [name for name, module in network.named_modules() if hasattr(module, "padain")]
+    assert len(inserted) == points  # stem + every main-path conv; no shortcut or transition conv
+    assert not any("downsample" in name or "transition" in name for name in inserted)
+    logits = network.train()(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 100)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in network.parameters())

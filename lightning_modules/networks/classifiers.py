@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
@@ -11,22 +15,118 @@ RESNETS = {"resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50":
            "resnet101": models.resnet101, "resnet152": models.resnet152}  # fmt: skip
 
 
+class ResNeXtBottleneck(nn.Module):
+    """1x1 reduce -> 3x3 grouped -> 1x1 expand, each followed by BatchNorm; identity or 1x1 shortcut."""
+
+    def __init__(self, in_channels: int, planes: int, cardinality: int, base_width: int, stride: int) -> None:
+        super().__init__()
+        width = cardinality * (planes * base_width // 64)
+        self.conv_reduce = nn.Conv2d(in_channels, width, 1, bias=False)
+        self.bn_reduce = nn.BatchNorm2d(width)
+        self.conv_grouped = nn.Conv2d(width, width, 3, stride, 1, groups=cardinality, bias=False)
+        self.bn_grouped = nn.BatchNorm2d(width)
+        self.conv_expand = nn.Conv2d(width, planes * 4, 1, bias=False)
+        self.bn_expand = nn.BatchNorm2d(planes * 4)
+        self.downsample = None
+        if stride != 1 or in_channels != planes * 4:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn_reduce(self.conv_reduce(x)))
+        out = F.relu(self.bn_grouped(self.conv_grouped(out)))
+        out = self.bn_expand(self.conv_expand(out))
+        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class CifarResNeXt29(nn.Module):
+    """ResNeXt-29 for 32x32 inputs (AugMix's CIFAR-100-C backbone): 3 stages x 3 blocks, 4 groups x 32."""
+
+    def __init__(self, num_classes: int, cardinality: int = 4, base_width: int = 32) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(64)
+        blocks, channels = [], 64
+        for planes, stride in ((64, 1), (128, 2), (256, 2)):
+            for index in range(3):
+                blocks.append(ResNeXtBottleneck(channels, planes, cardinality, base_width, stride if index == 0 else 1))
+                channels = planes * 4
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(F.relu(self.stem_bn(self.stem(x))))  # [N, 1024, 8, 8]
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class DenseLayer(nn.Module):
+    """Pre-activation BN -> ReLU -> 3x3 conv adding `growth` channels, concatenated to the input."""
+
+    def __init__(self, in_channels: int, growth: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(in_channels)
+        self.conv = nn.Conv2d(in_channels, growth, 3, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.conv(F.relu(self.bn(x)))], dim=1)
+
+
+class Transition(nn.Sequential):
+    """BN -> ReLU -> 1x1 conv -> 2x2 average pool (compression 1.0: the width is kept)."""
+
+    def __init__(self, channels: int) -> None:
+        conv = nn.Conv2d(channels, channels, 1, bias=False)
+        super().__init__(nn.BatchNorm2d(channels), nn.ReLU(), conv, nn.AvgPool2d(2))
+
+
+class CifarDenseNet40(nn.Module):
+    """DenseNet-40-12 without bottlenecks (AugMix's CIFAR-100-C backbone): 3 blocks of 12 layers."""
+
+    def __init__(self, num_classes: int, growth: int = 12, layers_per_block: int = 12) -> None:
+        super().__init__()
+        channels = 2 * growth
+        self.stem = nn.Conv2d(3, channels, 3, 1, 1, bias=False)
+        stages: dict[str, nn.Module] = {}
+        for block in range(3):
+            for layer in range(layers_per_block):
+                stages[f"block{block}_layer{layer}"] = DenseLayer(channels, growth)
+                channels += growth
+            if block < 2:
+                stages[f"transition{block}"] = Transition(channels)
+        self.features = nn.Sequential(OrderedDict(stages))
+        self.bn = nn.BatchNorm2d(channels)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.features(self.stem(x))))  # [N, 456, 8, 8]
+        return self.fc(x.mean(dim=(2, 3)))
+
+
 def build_classifier(
     arch: str, num_classes: int, cifar_stem: bool, padain_p: float, padain_eps: float = 1e-5, legacy_stats: bool = False
 ) -> nn.Module:
-    """A torchvision ResNet (v1.5) with pAdaIN after every main-path convolution.
+    """A classifier with pAdaIN after every main-path convolution.
 
-    `cifar_stem` gives the CIFAR variant of the pAdaIN code: a 3x3 stride-1 stem
-    convolution and no max-pool, for 32x32 inputs. With `padain_p` = 0 no layer is
-    inserted (the baseline); the state_dict is the same either way.
+    `arch` is a torchvision ResNet (v1.5; `cifar_stem` gives the CIFAR variant of the pAdaIN
+    code: a 3x3 stride-1 stem and no max-pool, for 32x32 inputs) or one of the CIFAR-100-C
+    backbones "resnext29" and "densenet40" (whose transition convolutions get no pAdaIN,
+    as in the official code). With `padain_p` = 0 no layer is inserted (the baseline); the
+    state_dict is the same either way.
     """
-    if arch not in RESNETS:
-        raise ValueError(f"arch={arch!r}; expected one of {sorted(RESNETS)}")
-    network = RESNETS[arch](num_classes=num_classes)
-    if cifar_stem:
+    if arch == "resnext29":
+        network = CifarResNeXt29(num_classes)
+    elif arch == "densenet40":
+        network = CifarDenseNet40(num_classes)
+    elif arch in RESNETS:
+        network = RESNETS[arch](num_classes=num_classes)
+    else:
+        raise ValueError(f"arch={arch!r}; expected one of {sorted(RESNETS) + ['densenet40', 'resnext29']}")
+    if cifar_stem and arch in RESNETS:
         network.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(network.conv1.weight, mode="fan_out", nonlinearity="relu")
         network.maxpool = nn.Identity()
     if padain_p > 0:
-        insert_permuted_adain(network, padain_p, padain_eps, legacy_stats)
+        skip = ("downsample", "shortcut", "transition")
+        insert_permuted_adain(network, padain_p, padain_eps, legacy_stats, skip=skip)
     return network
