@@ -19,6 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from datamodules.augmix import AugMixViews
 from datamodules.loaders import evaluation_loader
 
 CORRUPTIONS = (
@@ -110,7 +111,10 @@ class CIFARDataModule(LightningDataModule):
         corruptions_dir: folder of CIFAR-10-C/100-C .npy files; `test` then evaluates the clean
             test set followed by every corruption at every severity.
         corruptions: which corruptions to test (default: all 15).
-        normalize: subtract the dataset mean and divide by its std (else map to [-1, 1]).
+        normalize: subtract the dataset mean and divide by its std (else map to [-1, 1], as the
+            AugMix recipe does).
+        augmix: training items become ((clean, augmix_1, augmix_2), label) for the Jensen-Shannon
+            consistency loss (the pAdaIN CIFAR-100-C recipe); crop and flip come first.
     """
 
     def __init__(
@@ -123,6 +127,7 @@ class CIFARDataModule(LightningDataModule):
         corruptions_dir: str | None = None,
         corruptions: list[str] | None = None,
         normalize: bool = True,
+        augmix: bool = False,
     ) -> None:
         super().__init__()
         if dataset not in LAYOUTS:
@@ -138,12 +143,19 @@ class CIFARDataModule(LightningDataModule):
         augment += [v2.RandomRotation(rotation)] if rotation else []
         self.train_transform = v2.Compose(augment + to_float)
         self.test_transform = v2.Compose(to_float)
+        self.augmix_preprocess = v2.Compose([v2.PILToTensor(), *to_float])
+        self.augmix_geometric = v2.Compose(augment)
         self.test_names: list[str] = ["clean"]
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
         if stage == "fit":
-            self.train_set = ImageArray(*read_cifar(hp.data_dir, hp.dataset, "train"), self.train_transform)
+            train = read_cifar(hp.data_dir, hp.dataset, "train")
+            if hp.augmix:
+                plain = ImageArray(*train, transform=v2.Identity())
+                self.train_set = AugMixViews(plain, self.augmix_geometric, self.augmix_preprocess)
+            else:
+                self.train_set = ImageArray(*train, self.train_transform)
         self.clean_test = ImageArray(*read_cifar(hp.data_dir, hp.dataset, "test"), self.test_transform)
         if stage == "test" and hp.corruptions_dir:
             self.test_sets, self.test_names = [self.clean_test], ["clean"]

@@ -20,6 +20,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.networks.classifiers import build_classifier
+from lightning_modules.networks.losses import jensen_shannon_consistency
 
 
 class ImageClassifier(LightningModule):
@@ -40,6 +41,11 @@ class ImageClassifier(LightningModule):
         warmup_epochs: linear warm-up of the LR over this many epochs, per step (CIFAR recipe: 1).
         milestones: epochs at which the LR is multiplied by `gamma` (CIFAR-100 recipe: 60, 120, 160).
         gamma: LR decay factor at each milestone (CIFAR-100 recipe: 0.2).
+        schedule: "step" (warm-up, then the milestones) or "cosine" (warm-up, then cosine
+            annealing per step down to `min_lr`, the AugMix recipe).
+        min_lr: final learning rate of the cosine schedule.
+        jsd_weight: weight of AugMix's Jensen-Shannon consistency term, used when the data
+            yields (clean, augmix_1, augmix_2) views (AugMix recipe: 12).
     """
 
     def __init__(
@@ -57,8 +63,13 @@ class ImageClassifier(LightningModule):
         warmup_epochs: float = 1.0,
         milestones: list[int] = (60, 120, 160),
         gamma: float = 0.2,
+        schedule: str = "step",
+        min_lr: float = 1e-6,
+        jsd_weight: float = 12.0,
     ) -> None:
         super().__init__()
+        if schedule not in ("step", "cosine"):
+            raise ValueError(f"schedule={schedule!r}; expected 'step' or 'cosine'")
         self.save_hyperparameters()
         self.network = build_classifier(arch, num_classes, cifar_stem, padain_p, padain_eps, padain_legacy_stats)
         self.val_accuracy = self._accuracy()
@@ -76,7 +87,13 @@ class ImageClassifier(LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        loss = F.cross_entropy(self(images), labels)
+        if isinstance(images, (list, tuple)):  # AugMix views in one forward, so pAdaIN permutes across them
+            logits = self(torch.cat(images)).chunk(len(images))
+            consistency = jensen_shannon_consistency(logits)
+            loss = F.cross_entropy(logits[0], labels) + self.hparams.jsd_weight * consistency
+            self.log("train/jsd", consistency)
+        else:
+            loss = F.cross_entropy(self(images), labels)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
@@ -128,9 +145,15 @@ class ImageClassifier(LightningModule):
                         weight_decay=hp.weight_decay)  # fmt: skip
         steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)))
         warmup_steps = hp.warmup_epochs * steps_per_epoch
+        total_steps = max(1, self.trainer.estimated_stepping_batches)
 
         def factor(step: int) -> float:
             warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+            if hp.schedule == "cosine":
+                floor = hp.min_lr / hp.lr
+                return warmup * (
+                    floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+                )
             epoch = step // steps_per_epoch
             return warmup * hp.gamma ** sum(epoch >= milestone for milestone in hp.milestones)
 

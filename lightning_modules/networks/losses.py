@@ -1,4 +1,4 @@
-"""Losses of the single-image pyramid GANs (spec section 1.4)."""
+"""Losses: the single-image pyramid GANs' (spec section 1.4) and AugMix's consistency loss."""
 
 from __future__ import annotations
 
@@ -53,3 +53,14 @@ class SinGANLoss:
         rec = F.mse_loss(reconstruction, real)
         loss = adversarial + self.rec_weight * rec
         return {"loss": loss, "adversarial": adversarial, "reconstruction": rec}
+
+
+def jensen_shannon_consistency(logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """AugMix's consistency loss: mean over views of KL(p_view || M), M the mean prediction.
+
+    logits: one [N, classes] tensor per view (clean, augmix_1, augmix_2). M is clamped to
+    [1e-7, 1] before the log, as in AugMix.
+    """
+    probabilities = [F.softmax(view, dim=1) for view in logits]
+    log_mixture = torch.clamp(torch.stack(probabilities).mean(dim=0), 1e-7, 1).log()
+    return sum(F.kl_div(log_mixture, p, reduction="batchmean") for p in probabilities) / len(probabilities)
