@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from torch import nn
 from torch.optim import SGD
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MetricCollection
@@ -21,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.networks.classifiers import build_classifier
 from lightning_modules.networks.losses import jensen_shannon_consistency
+from lightning_modules.networks.padain import insert_permuted_adain
 
 
 class ImageClassifier(LightningModule):
@@ -46,6 +48,8 @@ class ImageClassifier(LightningModule):
         min_lr: final learning rate of the cosine schedule.
         jsd_weight: weight of AugMix's Jensen-Shannon consistency term, used when the data
             yields (clean, augmix_1, augmix_2) views (AugMix recipe: 12).
+        network: any classifier nn.Module (in a config: `class_path` and `init_args`) to use
+            instead of `arch`; pAdaIN is inserted after its main-path convolutions the same way.
     """
 
     def __init__(
@@ -66,12 +70,17 @@ class ImageClassifier(LightningModule):
         schedule: str = "step",
         min_lr: float = 1e-6,
         jsd_weight: float = 12.0,
+        network: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if schedule not in ("step", "cosine"):
             raise ValueError(f"schedule={schedule!r}; expected 'step' or 'cosine'")
-        self.save_hyperparameters()
-        self.network = build_classifier(arch, num_classes, cifar_stem, padain_p, padain_eps, padain_legacy_stats)
+        self.save_hyperparameters(ignore=["network"])  # a given network is rebuilt from its config
+        if network is None:
+            network = build_classifier(arch, num_classes, cifar_stem, padain_p, padain_eps, padain_legacy_stats)
+        elif padain_p > 0:
+            insert_permuted_adain(network, padain_p, padain_eps, padain_legacy_stats)
+        self.network = network
         self.val_accuracy = self._accuracy()
         self.test_accuracy = torch.nn.ModuleList()
 

@@ -156,3 +156,17 @@ def test_cifar_c_backbones(arch, points):
     assert logits.shape == (2, 100)
     logits.sum().backward()
     assert all(p.grad is not None for p in network.parameters())
+
+
+def test_any_network_given_by_class_path(cifar, tmp_path):
+    root = tmp_path / "run"
+    common = [
+        "--config", SMOKE, f"--data.data_dir={cifar}", f"--trainer.default_root_dir={root}",
+        "--model.network=torchvision.models.MobileNetV2", "--model.network.num_classes=10",
+        "--model.network.width_mult=0.25", "--trainer.max_epochs=1",
+    ]  # fmt: skip
+    cli = run_cli("fit", *common)
+    assert type(cli.model.network).__name__ == "MobileNetV2"
+    assert sum(hasattr(m, "padain") for m in cli.model.network.modules()) == 52  # every convolution
+    tested = run_cli("test", *common, f"--ckpt_path={root / 'checkpoints' / 'last.ckpt'}")
+    assert 0 <= tested.trainer.callback_metrics["test/top1"] <= 1
