@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from datamodules.augmix import AugMixViews
-from datamodules.loaders import evaluation_loader
+from datamodules.loaders import ClassificationDataModule
 
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
@@ -98,7 +97,7 @@ class ImageArray(Dataset):
         return self.transform(image), int(self.labels[index])
 
 
-class CIFARDataModule(LightningDataModule):
+class CIFARDataModule(ClassificationDataModule):
     """CIFAR-10 or CIFAR-100, validated on the test split, optionally tested on CIFAR-C.
 
     Args:
@@ -168,16 +167,3 @@ class CIFARDataModule(LightningDataModule):
                     self.test_names.append(f"{corruption}/{severity}")
         else:
             self.test_sets, self.test_names = [self.clean_test], ["clean"]
-
-    def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(
-            self.train_set, batch_size=hp.batch_size, shuffle=True, drop_last=True, num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
-        )  # fmt: skip
-
-    def val_dataloader(self) -> DataLoader:
-        return evaluation_loader(self.clean_test, self.hparams.batch_size, self.hparams.num_workers)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [evaluation_loader(data, self.hparams.batch_size, self.hparams.num_workers) for data in self.test_sets]

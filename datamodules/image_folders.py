@@ -12,13 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from datamodules.cifar import CORRUPTIONS, SEVERITIES
-from datamodules.loaders import evaluation_loader
+from datamodules.loaders import ClassificationDataModule
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -38,7 +37,7 @@ def class_folders(root: Path, classes: list[str] | None, transform: v2.Transform
     return folder
 
 
-class ImageFolderDataModule(LightningDataModule):
+class ImageFolderDataModule(ClassificationDataModule):
     """Images in class folders (ImageNet layout), optionally tested on ImageNet-C-style folders.
 
     Args:
@@ -86,16 +85,3 @@ class ImageFolderDataModule(LightningDataModule):
                     folder = Path(self.hparams.corruptions_dir) / corruption / str(severity)
                     self.test_sets.append(class_folders(folder, self.classes, self.test_transform))
                     self.test_names.append(f"{corruption}/{severity}")
-
-    def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(
-            self.train_set, batch_size=hp.batch_size, shuffle=True, drop_last=True, num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
-        )  # fmt: skip
-
-    def val_dataloader(self) -> DataLoader:
-        return evaluation_loader(self.test_sets[0], self.hparams.batch_size, self.hparams.num_workers)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [evaluation_loader(data, self.hparams.batch_size, self.hparams.num_workers) for data in self.test_sets]
