@@ -108,7 +108,7 @@ class SinGAN(LightningModule):
                 raise ValueError("SinGAN needs pyramid_shapes, or a DataModule with a pyramid_shapes attribute")
             self.hparams.pyramid_shapes = shapes
             self._build(shapes)
-        elif shapes is not None and self.trainer.training and shapes != self.shapes:
+        elif shapes is not None and self.trainer.state.fn == "fit" and shapes != self.shapes:
             raise ValueError(f"the model's pyramid {self.shapes} does not match the data's pyramid {shapes}")
 
     @property

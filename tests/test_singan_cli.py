@@ -18,6 +18,11 @@ def fit(root: Path, *extra: str) -> Path:
     return root / "checkpoints" / "last.ckpt"
 
 
+def predict(last: Path, root: Path, *extra: str) -> Path:
+    run_cli("predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={root}", *extra)
+    return root / "predictions"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke")
@@ -40,7 +45,7 @@ def test_fit_writes_checkpoint_logs_and_sample_grids(trained):
 
 def test_predict_writes_pngs(trained, tmp_path):
     root, last = trained
-    run_cli("predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}")
+    predict(last, tmp_path)
     files = sorted((tmp_path / "predictions").glob("sample_*.png"))
     assert len(files) == 4
     assert Image.open(files[0]).size == (32, 28)
@@ -52,19 +57,13 @@ def test_predict_writes_pngs(trained, tmp_path):
 
 def test_predict_at_another_size(trained, tmp_path):
     _, last = trained
-    run_cli(
-        "predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}",
-        "--data.sample_scale=[1.0,2.0]", "--data.num_samples=2",
-    )  # fmt: skip
+    predict(last, tmp_path, "--data.sample_scale=[1.0,2.0]", "--data.num_samples=2")
     assert Image.open(tmp_path / "predictions" / "sample_00000.png").size == (64, 28)
 
 
 def test_predict_from_a_finer_start_scale_follows_the_reconstruction(trained, tmp_path):
     _, last = trained
-    run_cli(
-        "predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}",
-        "--data.gen_start_scale=4", "--data.num_samples=2",
-    )  # fmt: skip
+    predict(last, tmp_path, "--data.gen_start_scale=4", "--data.num_samples=2")
     a, b = (torch.tensor(list(Image.open(tmp_path / f"predictions/sample_0000{i}.png").getdata())) for i in (0, 1))
     # below the start scale both samples share the reconstruction noise: only fine detail differs
     assert (a.float() - b.float()).abs().mean() < 20
@@ -75,8 +74,8 @@ def test_predict_with_an_injected_image_and_mask(trained, tmp_path, tiny_image):
     mask = Image.new("L", (36, 28), 0)
     mask.paste(255, (0, 0, 18, 28))  # regenerate the left half only
     mask.save(tmp_path / "mask.png")
-    run_cli(
-        "predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}",
+    predict(
+        last, tmp_path,
         f"--data.inject_path={tiny_image}", "--data.inject_scale=2", f"--data.inject_mask_path={tmp_path / 'mask.png'}",
         "--data.num_samples=1",
     )  # fmt: skip
