@@ -1,10 +1,8 @@
 """SinGAN: a GAN pyramid learned from a single image, trained coarse to fine (spec section 1).
 
 One `fit` trains the whole pyramid. Every scale's generator, critic, optimizers and LR
-schedule exist from the start (so checkpoints always have the same structure); an
-iteration counter decides which scale trains. The counter, the noise amplitudes and the
-noise generator's state are in the checkpoint, so an interrupted run resumes at the same
-scale and step and ends with the same weights as an uninterrupted one.
+schedule exist from the start (so checkpoints always have the same structure); the
+iteration counter of `ProgressiveModule` decides which scale trains.
 """
 
 from __future__ import annotations
@@ -12,8 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim import Adam
 from torch.optim.lr_scheduler import MultiStepLR
@@ -29,9 +25,10 @@ from lightning_modules.networks.pyramid import (
     scale_width,
 )
 from lightning_modules.networks.resize import Shape, resize
+from lightning_modules.progressive import ProgressiveModule
 
 
-class SinGAN(LightningModule):
+class SinGAN(ProgressiveModule):
     """Single-image GAN pyramid (Shaham et al., ICCV 2019).
 
     Args:
@@ -79,14 +76,9 @@ class SinGAN(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False
         self.loss = SinGANLoss(gp_weight, rec_weight)
         self.generators = nn.ModuleList()
         self.critics = nn.ModuleList()
-        self.iteration = 0  # training iterations done over the whole pyramid
-        self.stage_finished = False  # True on the iteration that completes a scale
-        self._noise_rng: torch.Generator | None = None
-        self._restored_rng: dict[str, Any] | None = None  # generator state from a checkpoint
         self._rec_prev_cache: dict[int, torch.Tensor] = {}
         if pyramid_shapes is not None:
             self._build([tuple(shape) for shape in pyramid_shapes])
@@ -100,39 +92,6 @@ class SinGAN(LightningModule):
         self.register_buffer("noise_amps", torch.ones(len(shapes)))
         self.register_buffer("rec_noise", coarsest_noise(1, shapes[0], generator=None))
 
-    def configure_model(self) -> None:
-        datamodule = self.trainer.datamodule
-        shapes = [tuple(shape) for shape in datamodule.pyramid_shapes] if datamodule is not None else None
-        if not self.generators:
-            if shapes is None:
-                raise ValueError("SinGAN needs pyramid_shapes, or a DataModule with a pyramid_shapes attribute")
-            self.hparams.pyramid_shapes = shapes
-            self._build(shapes)
-        elif shapes is not None and self.trainer.state.fn == "fit" and shapes != self.shapes:
-            raise ValueError(f"the model's pyramid {self.shapes} does not match the data's pyramid {shapes}")
-
-    @property
-    def num_scales(self) -> int:
-        return len(self.generators)
-
-    @property
-    def total_iterations(self) -> int:
-        return self.num_scales * self.hparams.iters_per_scale
-
-    @property
-    def current_scale(self) -> int:
-        return min(self.iteration // self.hparams.iters_per_scale, self.num_scales - 1)
-
-    @property
-    def latest_scale(self) -> int:
-        """The scale that the most recent iteration trained (0 before training)."""
-        return min(max(self.iteration - 1, 0) // self.hparams.iters_per_scale, self.num_scales - 1)
-
-    @property
-    def progress_description(self) -> str:
-        step = self.iteration - self.current_scale * self.hparams.iters_per_scale
-        return f"scale {self.current_scale + 1}/{self.num_scales} step {step}/{self.hparams.iters_per_scale}"
-
     def configure_optimizers(self) -> tuple[list, list]:
         """One Adam per player and scale, ordered [critic_0, generator_0, critic_1, ...]."""
         hp = self.hparams
@@ -145,16 +104,6 @@ class SinGAN(LightningModule):
         return optimizers, schedulers
 
     # ------------------------------------------------------------------ noise
-    def noise_rng(self) -> torch.Generator:
-        """The training-noise generator, on the module's device, restored from a checkpoint if any."""
-        if self._noise_rng is None or self._noise_rng.device != self.device:
-            self._noise_rng = torch.Generator(device=self.device)
-            self._noise_rng.manual_seed(self.hparams.seed + self.global_rank)
-            restored, self._restored_rng = self._restored_rng, None
-            if restored and restored["device_type"] == self.device.type:
-                self._noise_rng.set_state(restored["state"])
-        return self._noise_rng
-
     def _rec_input(self, scale: int, batch: int, shape: Shape) -> torch.Tensor:
         """Scaled reconstruction noise: sigma_0 * z* at the coarsest scale, zeros above."""
         if scale == 0:
@@ -250,39 +199,12 @@ class SinGAN(LightningModule):
             rmse = torch.sqrt(torch.mean((real - self._rec_prev(scale)) ** 2))
             self.noise_amps[scale] = self.hparams.noise_amp_factor * rmse
 
-    def _set_trainable(self, scale: int) -> None:
-        """Coarser generators frozen and in eval mode; only scale `scale` trains."""
-        wanted = [s == scale for s in range(self.num_scales)]
-        if [g.training for g in self.generators] == wanted and [c.training for c in self.critics] == wanted:
-            return  # already set (Lightning's own `train()` calls switch every scale back on)
-        for s, generator in enumerate(self.generators):
-            generator.train(s == scale)
-            generator.requires_grad_(s == scale)
-        for s, critic in enumerate(self.critics):
-            critic.train(s == scale)
-            critic.requires_grad_(s == scale)
-
-    @torch.no_grad()
-    def _broadcast_buffers(self) -> None:
-        """Give every process rank 0's buffers (BatchNorm statistics, z*) before a scale is frozen.
-
-        Gradients are averaged across processes, but BatchNorm running statistics follow each
-        process's own noise; without this the frozen scales would differ between ranks.
-        """
-        if self.trainer.world_size > 1 and dist.is_initialized():
-            for buffer in self.buffers():
-                dist.broadcast(buffer, src=0)  # in place, on the buffer's own device
-
-    def on_train_start(self) -> None:
-        if self.iteration >= self.total_iterations:
-            self.trainer.should_stop = True
-
     def training_step(self, pyramid: list[torch.Tensor], batch_idx: int) -> None:
         scale, step = divmod(self.iteration, self.hparams.iters_per_scale)
         real = pyramid[scale]  # [1, 3, h_s, w_s]
         if step == 0:
             self._begin_scale(scale, real)
-        self._set_trainable(scale)
+        self._set_trainable(scale, [self.generators, self.critics])
         generator, critic = self.generators[scale], self.critics[scale]
         optimizers, schedulers = self.optimizers(), self.lr_schedulers()
         opt_critic, opt_generator = optimizers[2 * scale], optimizers[2 * scale + 1]
@@ -315,31 +237,15 @@ class SinGAN(LightningModule):
 
         schedulers[2 * scale].step()
         schedulers[2 * scale + 1].step()
-        self.iteration += 1
-        self.stage_finished = self.iteration % self.hparams.iters_per_scale == 0
-        if self.stage_finished:
-            generator.eval().requires_grad_(False)
-            self._broadcast_buffers()
-        if self.iteration >= self.total_iterations:
-            self.trainer.should_stop = True
+        self._finish_iteration([generator])
         self._log_terms(scale, critic_terms, generator_terms)
 
     def _log_terms(self, scale: int, critic_terms: dict, generator_terms: dict) -> None:
-        """Send this scale's losses to the loggers every `log_every_n_steps` iterations.
-
-        The loggers are called directly, with the pyramid iteration as the step: `self.log`
-        costs about a millisecond per key per call, which is more than a whole iteration of
-        the coarse scales.
-        """
-        if self.iteration % self.trainer.log_every_n_steps and not self.stage_finished:
-            return
         critic_terms = {("critic_loss" if k == "loss" else k): v for k, v in critic_terms.items()}
         generator_terms = {("generator_loss" if k == "loss" else k): v for k, v in generator_terms.items()}
         metrics = {f"scale_{scale}/{k}": v for k, v in (critic_terms | generator_terms).items()}
         metrics[f"scale_{scale}/noise_amp"] = self.noise_amps[scale]
-        values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()  # one device sync
-        for logger in self.loggers:
-            logger.log_metrics(dict(zip(metrics, values)) | {"scale": scale}, step=self.iteration)
+        self._log_scalars(metrics, scale)
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
@@ -367,17 +273,8 @@ class SinGAN(LightningModule):
         return prediction
 
     # ------------------------------------------------------------------ checkpoint
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = self.noise_rng()
-        checkpoint["pyramid_progress"] = {
-            "iteration": self.iteration,
-            "noise_rng": {"state": rng.get_state(), "device_type": rng.device.type},
-        }
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        progress = checkpoint.get("pyramid_progress", {})
-        self.iteration = progress.get("iteration", 0)
-        self._noise_rng, self._restored_rng = None, progress.get("noise_rng")
+        super().on_load_checkpoint(checkpoint)
         self._rec_prev_cache = {}
 
     def on_fit_start(self) -> None:

@@ -1,4 +1,4 @@
-"""Losses: the single-image pyramid GANs' (spec section 1.4) and AugMix's consistency loss."""
+"""Losses: the single-image pyramid GANs' (spec sections 1.4, 3.5) and AugMix's consistency loss."""
 
 from __future__ import annotations
 
@@ -23,6 +23,30 @@ def pixelwise_gradient_penalty(
     return ((grad.norm(2, dim=1) - 1) ** 2).mean()
 
 
+def wgan_gp_critic_loss(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fakes: dict[str, torch.Tensor],
+    epsilons: dict[str, torch.Tensor],
+    gp_weight: float,
+) -> dict[str, torch.Tensor]:
+    """sum over fakes f of [ -mean D(real) + mean D(f) + lambda * GP(real, f) ], on detached fakes.
+
+    The real score is computed once and counted once per fake (structural analogy's
+    `-2 mean D_A(a)` for its two fakes). Returns the total under "loss", the real score
+    under "critic_real", each fake's score under "critic_<name>", and the summed penalty.
+    """
+    real_score = critic(real).mean()
+    terms = {"critic_real": real_score}
+    loss, penalty = -len(fakes) * real_score, real_score.new_zeros(())
+    for name, fake in fakes.items():
+        fake = fake.detach()
+        terms[f"critic_{name}"] = critic(fake).mean()
+        penalty = penalty + pixelwise_gradient_penalty(critic, real, fake, epsilons[name])
+        loss = loss + terms[f"critic_{name}"]
+    return {"loss": loss + gp_weight * penalty, **terms, "gradient_penalty": penalty}
+
+
 class SinGANLoss:
     """WGAN-GP with a patch critic plus the fixed-noise reconstruction term.
 
@@ -38,12 +62,7 @@ class SinGANLoss:
         self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, epsilon: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Critic loss on a detached fake; returns the total under "loss" and its terms."""
-        fake = fake.detach()
-        real_score = critic(real).mean()
-        fake_score = critic(fake).mean()
-        penalty = pixelwise_gradient_penalty(critic, real, fake, epsilon)
-        loss = -real_score + fake_score + self.gp_weight * penalty
-        return {"loss": loss, "critic_real": real_score, "critic_fake": fake_score, "gradient_penalty": penalty}
+        return wgan_gp_critic_loss(critic, real, {"fake": fake}, {"fake": epsilon}, self.gp_weight)
 
     def generator(
         self, critic: nn.Module, fake: torch.Tensor, reconstruction: torch.Tensor, real: torch.Tensor
@@ -53,6 +72,55 @@ class SinGANLoss:
         rec = F.mse_loss(reconstruction, real)
         loss = adversarial + self.rec_weight * rec
         return {"loss": loss, "adversarial": adversarial, "reconstruction": rec}
+
+
+class StructuralAnalogyLoss:
+    """The two pyramids' losses at one scale (spec section 3.5), domains "a" and "b".
+
+    Per domain d with real image x_d, unconditional sample x~_d, reconstruction x^_d,
+    translation t_d = G_d(x~_other) into d and cycle c_d = G_d(G_other(x~_d)):
+
+    L_D_d = -2 mean D_d(x_d) + mean D_d(t_d) + mean D_d(x~_d) + lambda [GP(x_d, t_d) + GP(x_d, x~_d)]
+    L_G   = sum_d w_d [-mean D_d(t_d) - mean D_d(x~_d)]                 (w_a = 1, w_b = lambda_g)
+            + alpha sum_d ||x^_d - x_d||^2 + beta sum_d ||c_d - x~_d||^2
+
+    The cycle target is the unconditional sample, not the real image, as in the official code.
+    """
+
+    def __init__(
+        self,
+        gp_weight: float = 0.1,
+        rec_weight: float = 1.0,
+        cycle_weight: float = 1.0,
+        b_adversarial_weight: float = 1.0,
+    ) -> None:
+        self.gp_weight = gp_weight
+        self.rec_weight = rec_weight
+        self.cycle_weight = cycle_weight
+        self.adversarial_weights = {"a": 1.0, "b": b_adversarial_weight}
+
+    def critic(
+        self, critic: nn.Module, real: torch.Tensor, outputs: dict[str, torch.Tensor], epsilons: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """L_D of one domain; `outputs` holds that domain's "fake" and "translation"."""
+        fakes = {name: outputs[name] for name in ("fake", "translation")}
+        return wgan_gp_critic_loss(critic, real, fakes, epsilons, self.gp_weight)
+
+    def generator(
+        self, critics: dict[str, nn.Module], reals: dict[str, torch.Tensor], outputs: dict[str, dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """L_G of both generators; returns the total under "loss" and each domain's terms."""
+        terms, loss = {}, 0.0
+        for domain, out in outputs.items():
+            critic = critics[domain]
+            adversarial = -critic(out["translation"]).mean() - critic(out["fake"]).mean()
+            reconstruction = F.mse_loss(out["reconstruction"], reals[domain])
+            cycle = F.mse_loss(out["cycle"], out["fake"])
+            loss = loss + self.adversarial_weights[domain] * adversarial
+            loss = loss + self.rec_weight * reconstruction + self.cycle_weight * cycle
+            terms |= {f"{domain}_adversarial": adversarial, f"{domain}_reconstruction": reconstruction}
+            terms[f"{domain}_cycle"] = cycle
+        return {"loss": loss, **terms}
 
 
 def jensen_shannon_consistency(logits: tuple[torch.Tensor, ...]) -> torch.Tensor:

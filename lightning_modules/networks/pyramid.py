@@ -1,9 +1,11 @@
-"""Per-scale networks of a SinGAN-style pyramid (spec section 1.2).
+"""Per-scale networks of a SinGAN-style pyramid (spec sections 1.2 and 3.3).
 
-Both players are five valid 3x3 convolutions (receptive field 11x11). Nothing is
+Both players are five 3x3 convolutions (receptive field 11x11). In SinGAN nothing is
 padded inside the networks: the generator zero-pads its input by 5 px so that its
-output has the size of the real image at that scale, and the critic returns a
-score map 10 px smaller than its input in each direction.
+output has the size of the real image at that scale, and the critic returns a score
+map 10 px smaller than its input in each direction. Structural analogy's generators
+zero-pad every convolution instead ("same" convolutions), and its two finest scales
+drop the residual skip.
 """
 
 from __future__ import annotations
@@ -26,21 +28,32 @@ def scale_width(scale: int, base_width: int = 32, max_width: int = 128) -> int:
     return min(base_width * 2 ** (scale // 4), max_width)
 
 
-class ConvBlock(nn.Sequential):
-    """Conv2d(3x3, valid) -> BatchNorm2d -> LeakyReLU(0.2)."""
+NORMS = {
+    "batch": nn.BatchNorm2d,
+    # Structural analogy's official code keeps BatchNorm in training mode at batch size 1,
+    # which normalises each image by its own statistics: that is instance normalisation
+    # with an affine. Spelled as such, a batch of samples equals the same samples drawn
+    # one at a time, and no running statistics drift.
+    "instance": lambda channels: nn.InstanceNorm2d(channels, affine=True),
+}
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+
+class ConvBlock(nn.Sequential):
+    """Conv2d(3x3) -> normalisation -> LeakyReLU(0.2); `padding` 0 is a valid convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: int = 0, norm: str = "batch") -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size=3),
-            nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=padding),
+            NORMS[norm](out_channels),
             nn.LeakyReLU(0.2),
         )
 
 
-def _body(channels: int, width: int, out_channels: int) -> nn.Sequential:
+def _body(channels: int, width: int, out_channels: int, padding: int = 0, norm: str = "batch") -> nn.Sequential:
     """head ConvBlock, three body ConvBlocks, tail 3x3 convolution."""
-    blocks = [ConvBlock(channels, width)] + [ConvBlock(width, width) for _ in range(NUM_LAYERS - 2)]
-    return nn.Sequential(*blocks, nn.Conv2d(width, out_channels, kernel_size=3))
+    blocks = [ConvBlock(channels, width, padding, norm)]
+    blocks += [ConvBlock(width, width, padding, norm) for _ in range(NUM_LAYERS - 2)]
+    return nn.Sequential(*blocks, nn.Conv2d(width, out_channels, kernel_size=3, padding=padding))
 
 
 def init_weights(module: nn.Module) -> None:
@@ -48,35 +61,52 @@ def init_weights(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 
 
 class ScaleGenerator(nn.Module):
-    """G_s: refines the upsampled coarser image `prev` given noise, residually.
+    """G_s: refines the upsampled coarser image `prev` given noise.
 
-    output = tanh(f(pad(noise + prev))) + prev, where the noise is already scaled by
-    the scale's amplitude sigma_s.
+    output = tanh(f(noise + prev)) + prev, where the noise is already scaled by the
+    scale's amplitude sigma_s; `noise=None` maps `prev` alone (structural analogy's
+    reconstructions and translations, G(x, x) in its code). A non-residual generator
+    returns tanh(f(noise + prev)) only.
+
+    Args:
+        width: hidden channels.
+        channels: image channels.
+        residual: add `prev` to the output.
+        same_padding: zero-pad every convolution (structural analogy); otherwise the input
+            is zero-padded by 5 px once and the convolutions are valid (SinGAN).
+        norm: "batch" or "instance" (see NORMS).
     """
 
-    def __init__(self, width: int, channels: int = 3) -> None:
+    def __init__(
+        self, width: int, channels: int = 3, residual: bool = True, same_padding: bool = False, norm: str = "batch"
+    ) -> None:
         super().__init__()
-        self.body = _body(channels, width, channels)
+        self.residual = residual
+        self.input_padding = 0 if same_padding else PADDING
+        self.body = _body(channels, width, channels, padding=int(same_padding), norm=norm)
         init_weights(self)
 
-    def forward(self, noise: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    def forward(self, noise: torch.Tensor | None, prev: torch.Tensor) -> torch.Tensor:
         # noise, prev: [B, C, H, W] -> [B, C, H, W]
-        residual = torch.tanh(self.body(F.pad(noise + prev, [PADDING] * 4)))
-        return residual + prev
+        inputs = prev if noise is None else noise + prev
+        if self.input_padding:
+            inputs = F.pad(inputs, [self.input_padding] * 4)
+        output = torch.tanh(self.body(inputs))
+        return output + prev if self.residual else output
 
 
 class PatchCritic(nn.Module):
     """D_s: a Markovian WGAN critic; returns a score map [B, 1, H - 10, W - 10]."""
 
-    def __init__(self, width: int, channels: int = 3) -> None:
+    def __init__(self, width: int, channels: int = 3, norm: str = "batch") -> None:
         super().__init__()
-        self.body = _body(channels, width, 1)
+        self.body = _body(channels, width, 1, norm=norm)
         init_weights(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -98,7 +128,7 @@ def scale_noise(scale: int, batch: int, shape: Shape, generator: torch.Generator
 
 def run_pyramid(
     generators: Sequence[nn.Module],
-    inputs: list[torch.Tensor],
+    inputs: list[torch.Tensor | None],
     shapes: list[Shape],
     first_scale: int = 0,
     prev: torch.Tensor | None = None,
@@ -106,7 +136,7 @@ def run_pyramid(
     """Run G_first .. G_{first+len(inputs)-1}; `inputs[i]` is the already-scaled noise of that scale.
 
     `prev` is the image entering the first scale (zeros at scale 0, or an injected image);
-    between scales each output is resized to the next scale's shape.
+    between scales each output is resized to the next scale's shape. A None input adds no noise.
     """
     x = prev if prev is not None else torch.zeros_like(inputs[0])
     for offset, noise in enumerate(inputs):
