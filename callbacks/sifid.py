@@ -7,6 +7,9 @@ the Fréchet distance between them, reported as mean and std over the generated 
 The LightningModule provides one hook,
 
     sifid_images(num_samples) -> (real [1, 3, H, W], generated [num_samples, 3, H, W]), in [-1, 1]
+
+or a dict {name: (real, generated)} when it has several outputs, each to be compared with
+the image whose appearance it should carry (structural analogy's samples and translations).
 """
 
 from __future__ import annotations
@@ -79,10 +82,15 @@ class SIFID(Callback):
 
     @torch.no_grad()
     def evaluate(self, trainer: Trainer, pl_module: LightningModule, prefix: str) -> None:
+        """Log "<prefix>/sifid_mean" and "_std", or "<prefix>/sifid_<name>_mean" and "_std" per named output."""
         self.feature_extractor.to(pl_module.device)
-        real, generated = pl_module.sifid_images(self.num_samples)
-        scores = sifid(self.feature_extractor, real.to(pl_module.device), generated.to(pl_module.device))
-        self.last = {f"{prefix}/sifid_mean": scores.mean().item(), f"{prefix}/sifid_std": scores.std().item()}
+        groups = pl_module.sifid_images(self.num_samples)
+        groups = groups if isinstance(groups, dict) else {"": groups}
+        self.last = {}
+        for name, (real, generated) in groups.items():
+            scores = sifid(self.feature_extractor, real.to(pl_module.device), generated.to(pl_module.device))
+            key = f"{prefix}/sifid_{name}_" if name else f"{prefix}/sifid_"
+            self.last |= {key + "mean": scores.mean().item(), key + "std": scores.std().item()}
         for logger in trainer.loggers:
             logger.log_metrics(self.last, step=getattr(pl_module, "iteration", trainer.global_step))
 

@@ -2,6 +2,7 @@
 
 from datamodules.cifar import CIFARDataModule
 from datamodules.image_folders import ImageFolderDataModule
+from datamodules.image_pair import ImagePairDataModule
 from datamodules.single_image import SingleImageDataModule
 
-__all__ = ["CIFARDataModule", "ImageFolderDataModule", "SingleImageDataModule"]
+__all__ = ["CIFARDataModule", "ImageFolderDataModule", "ImagePairDataModule", "SingleImageDataModule"]

@@ -74,39 +74,24 @@ def build_pyramid(image: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor
 
 
 class RepeatedPyramid(IterableDataset):
-    """Yields the same pyramid forever; the LightningModule decides when training ends."""
+    """Yields the same pyramid (or dict of pyramids) forever; the LightningModule decides when training ends."""
 
-    def __init__(self, pyramid: list[torch.Tensor]) -> None:
+    def __init__(self, pyramid: list[torch.Tensor] | dict[str, list[torch.Tensor]]) -> None:
         self.pyramid = pyramid
 
-    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+    def __iter__(self) -> Iterator[list[torch.Tensor] | dict[str, list[torch.Tensor]]]:
         while True:
             yield self.pyramid
 
 
 class SampleRequests(Dataset):
-    """`predict` items: which sample to draw, with which seed, at what size and from where."""
+    """`predict` items: sample `index` drawn with seed `seed + index`, plus the fields of `request`
+    that every sample shares (sizes, start scale, an injected image...)."""
 
-    def __init__(
-        self,
-        num_samples: int,
-        seed: int,
-        shapes: list[Shape],
-        gen_start_scale: int,
-        inject: torch.Tensor | None,
-        inject_scale: int,
-        inject_mask: torch.Tensor | None,
-    ) -> None:
+    def __init__(self, num_samples: int, seed: int, request: dict) -> None:
         self.num_samples = num_samples
         self.seed = seed
-        self.request = {
-            "shapes": torch.tensor(shapes),
-            "gen_start_scale": gen_start_scale,
-            "inject_scale": inject_scale if inject is not None else -1,
-        }
-        if inject is not None:
-            self.request["inject"] = inject
-            self.request["inject_mask"] = inject_mask if inject_mask is not None else torch.ones_like(inject[:1])
+        self.request = request
 
     def __len__(self) -> int:
         return self.num_samples
@@ -186,11 +171,10 @@ class SingleImageDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         hp = self.hparams
-        shapes = self.sample_shapes()
-        inject_mask = self.inject_mask
-        if self.inject is not None and inject_mask is not None:
-            inject_mask = resize(inject_mask[None], tuple(self.inject.shape[-2:]))[0]
-        requests = SampleRequests(
-            hp.num_samples, hp.sample_seed, shapes, hp.gen_start_scale, self.inject, hp.inject_scale, inject_mask
-        )
-        return DataLoader(requests, batch_size=hp.batch_size)
+        request = {"shapes": torch.tensor(self.sample_shapes()), "gen_start_scale": hp.gen_start_scale}
+        request["inject_scale"] = hp.inject_scale if self.inject is not None else -1
+        if self.inject is not None:
+            mask = self.inject_mask
+            mask = torch.ones_like(self.inject[:1]) if mask is None else resize(mask[None], self.inject.shape[-2:])[0]
+            request |= {"inject": self.inject, "inject_mask": mask}
+        return DataLoader(SampleRequests(hp.num_samples, hp.sample_seed, request), batch_size=hp.batch_size)

@@ -141,3 +141,41 @@ if __name__ == "__main__":
     else:
         write_cifar(args.root, args.kind)
     print(f"wrote {args.kind} to {args.root}")
+
+
+ANALOGY_PALETTES = (
+    np.array([[0.85, 0.15, 0.15], [0.15, 0.7, 0.2], [0.15, 0.25, 0.85]]),  # red, green, blue
+    np.array([[0.95, 0.85, 0.2], [0.55, 0.15, 0.65], [0.2, 0.85, 0.85]]),  # yellow, purple, cyan
+)
+
+
+def structure_map(size: int, seed: int, num_regions: int = 3) -> np.ndarray:
+    """A label map [size, size] of `num_regions` regions: a background and discs of two labels."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    labels = np.zeros((size, size), dtype=np.int64)
+    for index in range(6):
+        cy, cx = rng.uniform(0.15, 0.85, size=2) * size
+        radius = rng.uniform(0.1, 0.2) * size
+        labels[(y - cy) ** 2 + (x - cx) ** 2 < radius**2] = 1 + index % (num_regions - 1)
+    return labels
+
+
+def paint(labels: np.ndarray, palette: np.ndarray, noise: float = 0.03, seed: int = 0) -> np.ndarray:
+    """Paint a label map with `palette` [K, 3] (values in [0, 1]) plus Gaussian grain; uint8 [H, W, 3]."""
+    image = palette[labels] + np.random.default_rng(seed).normal(0, noise, size=(*labels.shape, 3))
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def write_analogy_pair(directory: str | Path, size: int = 32, seed: int = 0) -> tuple[Path, Path]:
+    """Write a.png and b.png: one structure map painted with two palettes (independent grain).
+
+    The known answer of structural analogy: an image of A's kind translated to B keeps its
+    regions and takes B's palette; `structure_map(size, seed)` gives the regions.
+    """
+    labels = structure_map(size, seed)
+    paths = [
+        write_image(Path(directory) / f"{name}.png", paint(labels, palette, seed=seed + index))
+        for index, (name, palette) in enumerate(zip("ab", ANALOGY_PALETTES))
+    ]
+    return paths[0], paths[1]

@@ -2,5 +2,6 @@
 
 from lightning_modules.classifier import ImageClassifier
 from lightning_modules.singan import SinGAN
+from lightning_modules.structural_analogy import StructuralAnalogy
 
-__all__ = ["ImageClassifier", "SinGAN"]
+__all__ = ["ImageClassifier", "SinGAN", "StructuralAnalogy"]

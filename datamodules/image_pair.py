@@ -1,0 +1,92 @@
+"""Two training images, one pyramid each, for structural analogy (spec section 3.2)."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from datamodules.single_image import RepeatedPyramid, SampleRequests, build_pyramid, load_image, pyramid_shapes
+from lightning_modules.networks.resize import resize
+
+DOMAINS = ("a", "b")
+
+
+class ImagePairDataModule(LightningDataModule):
+    """Images A and B, each resized to `image_size` and turned into a pyramid of the same shapes.
+
+    The official code resizes both images to a square (aspect ratio not kept) and builds
+    the pyramid with SinGAN's formulas on that size; `min_size` sets the granularity of
+    the analogy (a larger coarsest scale aligns the structure at a finer level). Each
+    training batch is {"a": [1, 3, h_s, w_s] per scale, "b": the same for B}.
+
+    Args:
+        path_a: image A (PNG, JPEG, BMP or WebP).
+        path_b: image B.
+        image_size: side of the square both images are resized to, or (height, width).
+        min_size: short side of the coarsest scale (official default 18).
+        max_size: long side of the finest scale.
+        scale_factor: nominal ratio between scales, used to count them.
+        num_samples: how many samples per domain `predict` draws (each also translated).
+        sample_seed: seed of the first predicted sample; sample i uses sample_seed + i.
+        inject_path: an image (a paint, a sketch, a photo) that `predict` injects into the
+            pyramid of `inject_domain` at `inject_scale` and then translates into the other
+            domain; None draws random samples.
+        inject_domain: "a" or "b", the domain whose generators continue from the injected image.
+        inject_scale: the scale (>= 1) at which the injected image replaces the coarser output.
+        batch_size: predicted samples per forward pass.
+    """
+
+    def __init__(
+        self,
+        path_a: str,
+        path_b: str,
+        image_size: int | tuple[int, int] = 220,
+        min_size: int = 18,
+        max_size: int = 250,
+        scale_factor: float = 0.75,
+        num_samples: int = 8,
+        sample_seed: int = 0,
+        inject_path: str | None = None,
+        inject_domain: str = "a",
+        inject_scale: int = 1,
+        batch_size: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if min(height, width) <= min_size:
+            raise ValueError(f"image_size={image_size} must exceed min_size={min_size} for a pyramid of several scales")
+        self.images = {}
+        for domain, path in zip(DOMAINS, (path_a, path_b)):
+            image = load_image(path)
+            if min(image.shape[-2:]) < min_size:
+                raise ValueError(
+                    f"{path}: image is {image.shape[-2]}x{image.shape[-1]}, too small for the pyramid: "
+                    f"its short side must be at least min_size={min_size}"
+                )
+            self.images[domain] = resize(image[None], (height, width)).clamp(-1, 1)[0]
+        self.pyramid_shapes = pyramid_shapes(height, width, min_size, max_size, scale_factor)
+        if inject_domain not in DOMAINS:
+            raise ValueError(f"inject_domain={inject_domain!r} must be 'a' or 'b'")
+        if inject_path and not 0 < inject_scale < len(self.pyramid_shapes):
+            raise ValueError(f"inject_scale={inject_scale} must be in [1, {len(self.pyramid_shapes) - 1}]")
+        self.inject = load_image(inject_path) if inject_path else None
+        self.pyramids: dict[str, list[torch.Tensor]] = {}
+
+    def setup(self, stage: str) -> None:
+        if not self.pyramids:
+            self.pyramids = {domain: build_pyramid(image, self.pyramid_shapes) for domain, image in self.images.items()}
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(RepeatedPyramid(self.pyramids), batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader([self.pyramids], batch_size=None)
+
+    def predict_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        request = {"inject_scale": hp.inject_scale if self.inject is not None else -1}
+        if self.inject is not None:
+            request |= {"inject": self.inject, "inject_domain": DOMAINS.index(hp.inject_domain)}
+        return DataLoader(SampleRequests(hp.num_samples, hp.sample_seed, request), batch_size=hp.batch_size)

@@ -1,0 +1,201 @@
+"""Structural analogy: networks, losses, the pair DataModule, and the method through the real CLI."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from datamodules.image_pair import ImagePairDataModule
+from datamodules.synthetic import pattern_image, write_image
+from lightning_modules.networks.losses import StructuralAnalogyLoss
+from lightning_modules.networks.pyramid import ScaleGenerator
+from tests.helpers import REPO, run_cli, run_cli_subprocess
+from tests.test_singan_networks import linear_critic
+
+SMOKE = str(REPO / "configs/structural_analogy/smoke.yaml")
+PAIR = (str(REPO / "assets/chelsea.png"), str(REPO / "assets/coffee.png"))
+
+
+# ---------------------------------------------------------------------- networks and losses
+def test_generator_with_same_padding_keeps_size_and_drops_the_skip_when_non_residual():
+    residual = ScaleGenerator(8, same_padding=True, norm="instance")
+    plain = ScaleGenerator(8, residual=False, same_padding=True, norm="instance")
+    plain.load_state_dict(residual.state_dict())  # the official copy across the switch works
+    x = torch.randn(1, 3, 13, 17)
+    assert residual(None, x).shape == x.shape
+    assert torch.allclose(residual(None, x) - x, plain(None, x), atol=1e-6)
+    assert plain(None, x).abs().max() <= 1  # a bare tanh
+
+
+def test_instance_norm_generator_samples_a_batch_as_one_image_at_a_time():
+    generator = ScaleGenerator(8, same_padding=True, norm="instance")
+    x = torch.randn(3, 3, 12, 12)
+    one_at_a_time = torch.cat([generator(None, x[i : i + 1]) for i in range(3)])
+    assert torch.allclose(generator(None, x), one_at_a_time, atol=1e-6)
+
+
+def test_structural_analogy_losses_by_hand():
+    weights = {"a": [0.5, -1.0, 2.0], "b": [1.0, 0.2, -0.3]}
+    critics = {domain: linear_critic(w) for domain, w in weights.items()}
+    torch.manual_seed(0)
+    reals = {domain: torch.randn(1, 3, 4, 4) for domain in "ab"}
+    outputs = {
+        domain: {name: torch.randn(1, 3, 4, 4) for name in ("fake", "reconstruction", "translation", "cycle")}
+        for domain in "ab"
+    }
+    loss = StructuralAnalogyLoss(gp_weight=0.1, rec_weight=2.0, cycle_weight=10.0, b_adversarial_weight=0.1)
+
+    def score(domain, name):
+        return critics[domain](outputs[domain][name]).mean()
+
+    eps = {"fake": torch.tensor(0.3), "translation": torch.tensor(0.7)}
+    terms = loss.critic(critics["a"], reals["a"], outputs["a"], eps)
+    gp = (torch.tensor(weights["a"]).norm() - 1) ** 2  # a linear critic's penalty, per fake
+    d_real = critics["a"](reals["a"]).mean()
+    expected = -2 * d_real + score("a", "translation") + score("a", "fake") + 0.1 * 2 * gp
+    assert torch.allclose(terms["loss"], expected, atol=1e-6)
+
+    terms = loss.generator(critics, reals, outputs)
+    expected = 0.0
+    for domain, adversarial_weight in (("a", 1.0), ("b", 0.1)):
+        out = outputs[domain]
+        expected += adversarial_weight * (-score(domain, "translation") - score(domain, "fake"))
+        expected += 2.0 * ((out["reconstruction"] - reals[domain]) ** 2).mean()
+        expected += 10.0 * ((out["cycle"] - out["fake"]) ** 2).mean()  # the cycle's target is the sample
+    assert torch.allclose(terms["loss"], expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- data
+def test_pair_pyramid_follows_the_official_sizes():
+    data = ImagePairDataModule(*PAIR)  # both images squashed to 220x220, min_size 18
+    assert [h for h, w in data.pyramid_shapes] == [19, 24, 30, 39, 49, 63, 81, 104, 134, 172, 220]
+    assert all(h == w for h, w in data.pyramid_shapes)
+    data = ImagePairDataModule(*PAIR, image_size=(60, 90), min_size=25)
+    data.setup("fit")
+    assert data.pyramid_shapes[-1] == (60, 90)
+    assert [p.shape[-2:] for p in data.pyramids["a"]] == [p.shape[-2:] for p in data.pyramids["b"]]
+
+
+def test_pair_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.png: no such image file"):
+        ImagePairDataModule(PAIR[0], str(tmp_path / "missing.png"))
+    small = write_image(tmp_path / "small.png", pattern_image(10, 40))
+    with pytest.raises(ValueError, match="small.png: image is 10x40, too small for the pyramid"):
+        ImagePairDataModule(PAIR[0], str(small))
+    with pytest.raises(ValueError, match="must exceed min_size"):
+        ImagePairDataModule(*PAIR, image_size=18)
+    with pytest.raises(ValueError, match="inject_domain='c'"):
+        ImagePairDataModule(*PAIR, inject_domain="c")
+
+
+# ---------------------------------------------------------------------- end to end
+def fit(root: Path, *extra: str) -> Path:
+    run_cli("fit", "--config", SMOKE, *extra, f"--trainer.default_root_dir={root}")
+    return root / "checkpoints" / "last.ckpt"
+
+
+def predict(last: Path, root: Path, *extra: str) -> Path:
+    run_cli("predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={root}", *extra)
+    return root / "predictions"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("analogy")
+    return root, fit(root)
+
+
+def test_fit_writes_checkpoint_logs_and_sample_grids(trained):
+    root, last = trained
+    checkpoint = torch.load(last, weights_only=False)
+    assert checkpoint["pyramid_progress"]["iteration"] == 40  # 5 scales x 8 iterations
+    assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [(14, 14), (18, 18), (22, 22), (27, 27), (32, 32)]
+    rows = list(csv.DictReader(next(root.glob("csv/version_*/metrics.csv")).read_text().splitlines()))
+    logged = set(rows[0])
+    for domain in "ab":
+        for term in ("critic_real", "critic_fake", "critic_translation", "gradient_penalty", "noise_amp"):
+            assert {f"scale_0/{domain}_{term}", f"scale_4/{domain}_{term}"} <= logged
+        for term in ("adversarial", "reconstruction", "cycle"):
+            assert f"scale_4/{domain}_{term}" in logged
+    media = sorted(p.name for p in root.glob("csv/version_*/media/*.png"))
+    assert len(media) == 4 * 5  # samples of A and B and both translations at the end of each scale
+    amps = checkpoint["state_dict"]["noise_amps"]
+    assert amps.shape == (2, 5) and torch.all(amps[:, 0] == 1) and torch.all(amps[:, 1:] < 1)
+
+
+def test_predict_writes_samples_translations_and_real_translations(trained, tmp_path):
+    _, last = trained
+    out = predict(last, tmp_path)
+    for name in ("a_sample_00000", "ab_00000", "b_sample_00001", "ba_00001", "ab_real", "ba_real", "grid"):
+        assert (out / f"{name}.png").is_file(), name
+    assert Image.open(out / "ab_00000.png").size == (32, 32)
+    assert Image.open(out / "grid.png").size == (4 * 34 + 2, 2 * 34 + 2)  # a row per seed, 4 columns
+
+
+def test_predict_translates_an_injected_paint(trained, tmp_path):
+    _, last = trained
+    paint = write_image(tmp_path / "paint.png", pattern_image(40, 40, seed=3))
+    extra = (f"--data.inject_path={paint}", "--data.inject_domain=b", "--data.inject_scale=2")
+    out = predict(last, tmp_path, *extra)
+    assert sorted(p.name for p in out.glob("*_injected_*")) == [
+        "b_injected_00000.png", "b_injected_00001.png", "ba_injected_00000.png", "ba_injected_00001.png",
+    ]  # fmt: skip
+
+
+def test_test_reports_round_trip_psnr_and_sifid_per_output(trained, tmp_path):
+    _, last = trained
+    cli = run_cli(
+        "test", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.callbacks+=callbacks.SIFID", "--trainer.callbacks.num_samples=3",
+        "--trainer.callbacks.feature_extractor=tests.helpers.TinySpatialFeatures",
+    )  # fmt: skip
+    assert cli.trainer.callback_metrics["test/cycle_psnr_a"] > 0
+    sifid = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "SIFID").last
+    assert set(sifid) == {
+        f"test/sifid_{n}_{s}" for n in ("a_samples", "b_samples", "ab", "ba") for s in ("mean", "std")
+    }
+    assert all(value > 0 for value in sifid.values())
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    config = yaml.safe_load(Path(SMOKE).read_text())
+    config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 2 * 19, "save_top_k": -1}
+    for key in ("path_a", "path_b"):
+        config["data"]["init_args"][key] = str(REPO / config["data"]["init_args"][key])
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    uninterrupted = fit(tmp_path / "a", "--config", str(path))
+    middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=38.ckpt"  # scale 2, step 3
+    assert torch.load(middle, weights_only=False)["pyramid_progress"]["iteration"] == 19
+    run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={tmp_path / 'b'}", f"--ckpt_path={middle}")
+    expected = torch.load(uninterrupted, weights_only=False)["state_dict"]
+    actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    for key, value in expected.items():
+        assert torch.equal(actual[key], value), key
+
+
+def test_bad_pair_is_a_clear_error_before_any_output(tmp_path):
+    root = tmp_path / "run"
+    args = ("fit", "--config", SMOKE, f"--trainer.default_root_dir={root}", "--data.path_b=nope.png")
+    result = run_cli_subprocess(*args)
+    assert result.returncode != 0
+    assert "nope.png: no such image file" in result.stderr
+    assert not root.exists()
+
+
+def test_two_process_ddp_leaves_identical_weights(tmp_path):
+    weights = tmp_path / "weights"
+    result = run_cli_subprocess(
+        "fit", "--config", SMOKE, f"--trainer.default_root_dir={tmp_path}", "--trainer.devices=2",
+        "--trainer.strategy=ddp", "--trainer.callbacks+=tests.helpers.SaveRankWeights",
+        f"--trainer.callbacks.directory={weights}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = torch.load(weights / "rank_0.pt"), torch.load(weights / "rank_1.pt")
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
