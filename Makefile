@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_ROOT := runs/singan/demo
+ANALOGY_ROOT := runs/structural_analogy/demo
+ANALOGY_APPS := analogy texture_transfer style_transfer text_transfer paint_to_image
+# the applications' configs at a CPU size: 64x64, 200 iterations per scale (the paper: 220x220, 20,000)
+ANALOGY_CPU := --data.image_size=64 --model.iters_per_scale=200 --trainer.accelerator=cpu --data.num_samples=4
 
-.PHONY: demo test bench lint clean
+.PHONY: demo analogy-demo test bench lint clean
 
 $(BIN)/lightning: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +21,16 @@ demo: $(BIN)/lightning
 	$(BIN)/lightning predict --config configs/singan/demo.yaml --trainer.default_root_dir=$(DEMO_ROOT) \
 		--ckpt_path=$(DEMO_ROOT)/checkpoints/last.ckpt
 
+analogy-demo: $(BIN)/lightning
+	for app in $(ANALOGY_APPS); do \
+		$(BIN)/lightning fit --config configs/structural_analogy/$$app.yaml $(ANALOGY_CPU) \
+			--trainer.default_root_dir=$(ANALOGY_ROOT)/$$app && \
+		$(BIN)/lightning predict --config configs/structural_analogy/$$app.yaml $(ANALOGY_CPU) \
+			--trainer.default_root_dir=$(ANALOGY_ROOT)/$$app --ckpt_path=$(ANALOGY_ROOT)/$$app/checkpoints/last.ckpt \
+			|| exit 1; \
+	done
+	$(BIN)/python scripts/analogy_figure.py $(ANALOGY_ROOT) assets/readme/analogy_demo.png
+
 test: $(BIN)/lightning
 	WANDB_MODE=disabled $(BIN)/ruff check .
 	WANDB_MODE=disabled $(BIN)/python -m pytest
@@ -25,6 +39,7 @@ bench: $(BIN)/lightning
 	$(BIN)/python -m benchmarks.singan_speed
 	$(BIN)/python -m benchmarks.metrics_speed
 	$(BIN)/python -m benchmarks.padain_speed
+	$(BIN)/python -m benchmarks.analogy_speed
 
 clean:
 	rm -rf runs lightning_logs
