@@ -1,14 +1,17 @@
-"""Callbacks shared by all methods: progress, sample media, prediction files."""
+"""Callbacks shared by all methods: progress, sample media, prediction files, metrics."""
 
 from callbacks.checkpoint import ResumableCheckpoint
 from callbacks.fid_kid import FIDKID
 from callbacks.miou import MeanIoU
+from callbacks.perceptual import ContentStyleDistances
 from callbacks.prediction_writer import ImagePredictionWriter
 from callbacks.progress import PyramidProgressBar
 from callbacks.samples import SampleGrid
 from callbacks.sifid import SIFID
+from callbacks.translation import TranslationAccuracy
 
 __all__ = [
+    "ContentStyleDistances",
     "FIDKID",
     "SIFID",
     "MeanIoU",
@@ -16,4 +19,5 @@ __all__ = [
     "PyramidProgressBar",
     "ResumableCheckpoint",
     "SampleGrid",
+    "TranslationAccuracy",
 ]

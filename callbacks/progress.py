@@ -9,11 +9,12 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 
 class PyramidProgressBar(TQDMProgressBar):
-    """Shows the whole pyramid as one bar, described as "scale k/S step i/N".
+    """Shows a whole run counted in the module's own iterations as one bar, described as
+    "scale k/S step i/N" for the pyramids (or the module's own `progress_description`).
 
     Works with any module that has `iteration`, `total_iterations` and
-    `progress_description` (SinGAN and the methods built on it); other modules get
-    Lightning's usual bar.
+    `progress_description` (SinGAN and the methods built on it, one-shot translation's
+    phases); other modules get Lightning's usual bar.
     """
 
     @staticmethod

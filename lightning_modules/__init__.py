@@ -1,7 +1,8 @@
 """LightningModules, one file per method."""
 
 from lightning_modules.classifier import ImageClassifier
+from lightning_modules.one_shot_translation import OneShotTranslation
 from lightning_modules.singan import SinGAN
 from lightning_modules.structural_analogy import StructuralAnalogy
 
-__all__ = ["ImageClassifier", "SinGAN", "StructuralAnalogy"]
+__all__ = ["ImageClassifier", "OneShotTranslation", "SinGAN", "StructuralAnalogy"]

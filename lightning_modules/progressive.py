@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.resize import Shape
 
 
@@ -82,7 +82,7 @@ class ProgressiveModule(LightningModule):
         if self.stage_finished:
             for module in trained:
                 module.eval().requires_grad_(False)
-            self._broadcast_buffers()
+            broadcast_buffers(self)  # e.g. BatchNorm statistics, before the scale is frozen
         if self.iteration >= self.total_iterations:
             self.trainer.should_stop = True
 
@@ -96,17 +96,6 @@ class ProgressiveModule(LightningModule):
             for s, module in enumerate(stack):
                 module.train(s == scale)
                 module.requires_grad_(s == scale)
-
-    @torch.no_grad()
-    def _broadcast_buffers(self) -> None:
-        """Give every process rank 0's buffers (noise amplitudes, BatchNorm statistics, z*).
-
-        Gradients are averaged across processes, but buffers follow each process's own
-        noise; without this the frozen scales would differ between ranks.
-        """
-        if self.trainer.world_size > 1 and dist.is_initialized():
-            for buffer in self.buffers():
-                dist.broadcast(buffer, src=0)  # in place, on the buffer's own device
 
     # ------------------------------------------------------------------ noise
     def noise_rng(self) -> torch.Generator:

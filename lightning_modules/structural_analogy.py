@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.optim import Adam
 
+from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, run_pyramid, scale_width
 from lightning_modules.networks.resize import Shape, resize
@@ -211,7 +212,7 @@ class StructuralAnalogy(ProgressiveModule):
                     stack[scale].load_state_dict(stack[scale - 1].state_dict())
             rmse = torch.sqrt(torch.mean((reals[domain] - self._rec_prev(domain, scale, rng)) ** 2))
             self.noise_amps[DOMAINS.index(domain), scale] = self.hparams.noise_amp_factor * rmse
-        self._broadcast_buffers()  # sigma comes from a random reconstruction: take rank 0's
+        broadcast_buffers(self)  # sigma comes from a random reconstruction: take rank 0's
 
     def _scale_outputs(self, scale: int, rng: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
         """Per domain d: "fake" x~_d, "reconstruction" x^_d, "translation" G_d(x~_other) and

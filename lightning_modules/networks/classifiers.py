@@ -103,6 +103,22 @@ class CifarDenseNet40(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
+class DigitClassifier(nn.Sequential):
+    """A small CNN for 32x32 digits of any channel count (the target-domain classifier of OST).
+
+    Three conv-BN-ReLU blocks with max-pooling (32 -> 16 -> 8 -> 4), then a linear layer.
+    """
+
+    def __init__(self, channels: int = 3, num_classes: int = 10, width: int = 32) -> None:
+        blocks = []
+        for index in range(3):
+            in_width = channels if index == 0 else width * 2 ** (index - 1)
+            out_width = width * 2**index
+            blocks += [nn.Conv2d(in_width, out_width, 3, padding=1, bias=False), nn.BatchNorm2d(out_width)]
+            blocks += [nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        super().__init__(*blocks, nn.Flatten(), nn.Linear(width * 4 * 4 * 4, num_classes))
+
+
 def build_classifier(
     arch: str, num_classes: int, cifar_stem: bool, padain_p: float, padain_eps: float = 1e-5, legacy_stats: bool = False
 ) -> nn.Module:

@@ -123,6 +123,20 @@ class StructuralAnalogyLoss:
         return {"loss": loss, **terms}
 
 
+def lsgan(scores: torch.Tensor, target: float) -> torch.Tensor:
+    """Least-squares GAN term mean((D(x) - target)^2): critics want 1 on real and 0 on fake, generators 1."""
+    return ((scores - target) ** 2).mean()
+
+
+def latent_kl(latent: torch.Tensor) -> torch.Tensor:
+    """OST's "VAE" term: KL to N(0, I) of a unit-variance Gaussian at `latent`, up to constants: mean(h^2).
+
+    No noise is sampled (spec 2.7.1): the autoencoder is deterministic and the term only
+    pulls the code towards zero.
+    """
+    return latent.square().mean()
+
+
 def jensen_shannon_consistency(logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """AugMix's consistency loss: mean over views of KL(p_view || M), M the mean prediction.
 

@@ -1,0 +1,87 @@
+"""How well translations keep their content, measured by a classifier of the target domain.
+
+The LightningModule's `validation_step` / `test_step` returns {"translations": images of the
+target domain [B, C, H, W], "labels": the source images' labels [B]} (or nothing while it
+has no translation to evaluate). A classifier trained on the target domain labels the
+translations; the accuracy (one-shot translation's "translation accuracy") is a sum over
+the whole set, so it is exact under DDP with an unpadded evaluation sampler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+
+def load_network_weights(network: nn.Module, path: str | Path) -> nn.Module:
+    """Load the `network.` weights of an `ImageClassifier` checkpoint into `network`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no classifier checkpoint; train one with lightning_modules.ImageClassifier")
+    state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
+    weights = {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
+    if not weights:
+        raise ValueError(f"{path}: no `network.` weights; expected a checkpoint of lightning_modules.ImageClassifier")
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ValueError(f"{path}: its weights do not fit {type(network).__name__} ({error})") from error
+    return network
+
+
+class TranslationAccuracy(Callback):
+    """Accuracy of the target-domain classifier on translations, logged as `<stage>/translation_accuracy`.
+
+    Args:
+        classifier: the classifier network (in a config: `class_path` and `init_args`, as it
+            was given to `ImageClassifier`), mapping target-domain images to logits.
+        checkpoint: the `ImageClassifier` checkpoint trained on the target domain whose
+            weights it loads; None uses `classifier` as given.
+        num_classes: number of classes (10 digits).
+    """
+
+    def __init__(self, classifier: nn.Module, checkpoint: str | None = None, num_classes: int = 10) -> None:
+        self.classifier = load_network_weights(classifier, checkpoint) if checkpoint else classifier
+        self.classifier.eval().requires_grad_(False)
+        self.metric = MulticlassAccuracy(num_classes, average="micro")
+        self.last: dict[str, float] = {}
+
+    def _start(self, pl_module: LightningModule) -> None:
+        self.classifier.to(pl_module.device)
+        self.metric.to(pl_module.device).reset()
+
+    @torch.no_grad()
+    def _update(self, outputs: Any) -> None:
+        if isinstance(outputs, dict) and "translations" in outputs:
+            self.metric.update(self.classifier(outputs["translations"]), outputs["labels"])
+
+    def _finish(self, pl_module: LightningModule, stage: str) -> None:
+        if self.metric.update_count == 0:
+            return
+        accuracy = self.metric.compute()  # all-reduces the counts on every process
+        self.last = {f"{stage}/translation_accuracy": accuracy.item()}
+        pl_module.log(f"{stage}/translation_accuracy", accuracy.to(pl_module.device), sync_dist=False)
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update(outputs)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._finish(pl_module, "val")
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update(outputs)
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._finish(pl_module, "test")

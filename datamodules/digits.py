@@ -1,0 +1,265 @@
+"""Digit domains, as 32x32 images in [-1, 1]: MNIST and SVHN from their on-disk files, and two
+domains that ship with packages (scikit-learn's handwritten digits, and a textured version of
+them in the manner of MNIST-M).
+
+Layouts read (nothing is downloaded):
+
+    <root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]   torchvision's MNIST (or directly in <root>)
+    <root>/{train,test}_32x32.mat                                        torchvision's SVHN: X [32, 32, 3, N], y [N, 1]
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from torchvision.transforms.v2 import functional as TF
+
+from datamodules.loaders import ClassificationDataModule, evaluation_loader
+
+SOURCES = ("mnist", "svhn", "handwritten", "textured")
+CHANNELS = {"mnist": 1, "svhn": 3, "handwritten": 1, "textured": 3}
+IDX_MAGIC = {3: 2051, 1: 2049}  # images, labels
+
+
+def read_idx(path: Path, dims: int) -> np.ndarray:
+    """An idx file (MNIST's format: big-endian magic, sizes, then uint8 data), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    magic = int.from_bytes(data[:4], "big")
+    if magic != IDX_MAGIC[dims]:
+        raise ValueError(f"{path}: magic number {magic}, expected {IDX_MAGIC[dims]} for an idx file of {dims} dims")
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
+    if array.size != np.prod(shape):
+        raise ValueError(f"{path}: {array.size} bytes of data for a shape {shape}; the file is truncated")
+    return array.reshape(shape)
+
+
+def read_mnist(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, 28, 28] uint8 and labels [N] of MNIST's "train" or "test" split."""
+    prefix = "train" if split == "train" else "t10k"
+    arrays = []
+    for kind, dims in (("images-idx3", 3), ("labels-idx1", 1)):
+        name = f"{prefix}-{kind}-ubyte"
+        candidates = [Path(root) / "MNIST" / "raw" / name, Path(root) / name]
+        candidates += [path.with_name(name + ".gz") for path in candidates]
+        path = next((path for path in candidates if path.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"{candidates[0]} is missing (or {name}.gz, or either directly in {root})")
+        arrays.append(read_idx(path, dims))
+    images, labels = arrays
+    if len(images) != len(labels):
+        raise ValueError(f"MNIST {split} under {root}: {len(images)} images but {len(labels)} labels")
+    return images, labels.astype(np.int64)
+
+
+def read_svhn(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, 32, 32, 3] uint8 and labels [N] (digit 0 is stored as 10) of SVHN's split."""
+    from scipy.io import loadmat
+
+    path = Path(root) / f"{split}_32x32.mat"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; expected torchvision's SVHN layout ({split}_32x32.mat)")
+    try:
+        mat = loadmat(path)
+        images, labels = mat["X"], mat["y"].reshape(-1).astype(np.int64)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not an SVHN .mat file with X [32, 32, 3, N] and y [N, 1] ({error!r})") from error
+    if images.shape[:3] != (32, 32, 3) or images.shape[3] != len(labels):
+        raise ValueError(f"{path}: X has shape {images.shape}, expected [32, 32, 3, {len(labels)}]")
+    return images.transpose(3, 0, 1, 2), labels % 10
+
+
+def handwritten_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1797 handwritten digits (8x8 scans of 0..16), upscaled to [N, 32, 32] uint8.
+
+    The split is a fixed stratified 80/20 one, the same for `textured_digits`.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    train, test = train_test_split(np.arange(len(digits.target)), test_size=0.2, stratify=digits.target, random_state=0)
+    index = train if split == "train" else test
+    scans = (digits.images[index] / 16 * 255).astype(np.uint8)
+    images = np.stack([np.asarray(Image.fromarray(scan).resize((32, 32), Image.BICUBIC)) for scan in scans])
+    return images, digits.target[index].astype(np.int64)
+
+
+def textured_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The handwritten digits blended onto crops of real colour photographs: |photo - digit|.
+
+    Photos are the colour images scikit-image ships; every digit gets its own random crop
+    (fixed seed per split), so colour and texture vary while the digit stays readable.
+    """
+    from skimage import data
+
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry()]
+    strokes, labels = handwritten_digits(split)
+    rng = np.random.default_rng(0 if split == "train" else 1)
+    images = np.empty((len(strokes), 32, 32, 3), dtype=np.uint8)
+    for index, stroke in enumerate(strokes):
+        photo = photos[rng.integers(len(photos))]
+        top, left = rng.integers(0, photo.shape[0] - 32), rng.integers(0, photo.shape[1] - 32)
+        crop = photo[top : top + 32, left : left + 32].astype(np.int16)
+        images[index] = np.abs(crop - stroke[..., None].astype(np.int16)).astype(np.uint8)
+    return images, labels
+
+
+def load_domain(source: str, root: str | Path | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N, C, 32, 32] float in [-1, 1] (C = 1 for MNIST and handwritten, 3 otherwise) and labels [N]."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown digit domain {source!r}; expected one of {', '.join(SOURCES)}")
+    if source in ("mnist", "svhn") and root is None:
+        raise ValueError(f"the {source} domain needs its root directory")
+    reader = {"mnist": read_mnist, "svhn": read_svhn}.get(source)
+    images, labels = (
+        reader(root, split)
+        if reader
+        else {"handwritten": handwritten_digits, "textured": textured_digits}[source](split)
+    )
+    tensor = torch.from_numpy(np.ascontiguousarray(images)).float() / 127.5 - 1
+    tensor = tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2)
+    if tensor.shape[-1] != 32:
+        tensor = F.interpolate(tensor, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+    return tensor.contiguous(), torch.from_numpy(labels)
+
+
+class DigitsDataModule(ClassificationDataModule):
+    """One digit domain for classification (the target-domain classifier of translation accuracy).
+
+    Args:
+        source: "mnist", "svhn", "handwritten" or "textured".
+        root: directory of the MNIST or SVHN files.
+        batch_size: images per batch.
+        num_workers: loader processes.
+    """
+
+    def __init__(self, source: str, root: str | None = None, batch_size: int = 128, num_workers: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        load_domain(source, root, "test")  # fail on bad input before any output
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        self.train_set = TensorDataset(*load_domain(hp.source, hp.root, "train"))
+        self.test_sets = [TensorDataset(*load_domain(hp.source, hp.root, "test"))]
+
+
+class OneShotStream(IterableDataset):
+    """Training batches, each a function of (seed, iteration): a resumed run sees the same ones.
+
+    Phase 1 yields {"b": [batch_size, C_b, 32, 32]}; phase 2 yields {"a": the single A sample,
+    augmented [1, C_a, 32, 32], "b": one random B image [1, C_b, 32, 32]}.
+    """
+
+    def __init__(self, owner: OneShotDigitsDataModule, seed: int, start: int) -> None:
+        self.owner, self.seed, self.start = owner, seed, start
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        iteration = self.start
+        while True:
+            rng = torch.Generator().manual_seed(self.seed * 1_000_003 + iteration)
+            yield self.owner.training_batch(rng)
+            iteration += 1
+
+
+class OneShotDigitsDataModule(LightningDataModule):
+    """Digit domains A (one sample) and B (all of it) for one-shot translation (spec 2.2).
+
+    Args:
+        source: domain A, the one-shot side: "mnist", "svhn", "handwritten" or "textured".
+        target: domain B, the many-sample side.
+        source_root: MNIST/SVHN directory of A.
+        target_root: MNIST/SVHN directory of B.
+        phase: 1 (B's autoencoder: batches of B) or 2 (the single A sample and one B image).
+        batch_size: B images per phase-1 batch (64).
+        sample_index: index of the single A sample in A's training split; None draws one at
+            random with `sample_seed`.
+        sample_seed: seed of that draw, and of the training batches (rank r adds r).
+        augment: augment the A sample at every step (random horizontal flip and rotation);
+            the official code augments it once and reuses it verbatim.
+        rotation_degrees: rotation range of the augmentation (the official code: 0.1).
+        eval_batch_size: batch size of the evaluation loaders.
+        num_eval: A test images translated by validation/test (None: all).
+    """
+
+    def __init__(
+        self,
+        source: str = "mnist",
+        target: str = "svhn",
+        source_root: str | None = None,
+        target_root: str | None = None,
+        phase: int = 2,
+        batch_size: int = 64,
+        sample_index: int | None = 0,
+        sample_seed: int = 0,
+        augment: bool = True,
+        rotation_degrees: float = 0.1,
+        eval_batch_size: int = 256,
+        num_eval: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if phase not in (1, 2):
+            raise ValueError(f"phase={phase} must be 1 or 2")
+        self.source_train = load_domain(source, source_root, "train")
+        self.target_train = load_domain(target, target_root, "train")
+        self.source_test = load_domain(source, source_root, "test")
+        count = len(self.source_train[0])
+        if sample_index is None:
+            sample_index = int(torch.randint(count, (), generator=torch.Generator().manual_seed(sample_seed)))
+        if not 0 <= sample_index < count:
+            raise ValueError(f"sample_index={sample_index} is outside A's {count} training images")
+        self.sample_index = sample_index
+        self.sample = self.source_train[0][sample_index : sample_index + 1]  # [1, C_a, 32, 32]
+        self.sample_label = int(self.source_train[1][sample_index])
+        self.channels = (CHANNELS[source], CHANNELS[target])
+
+    def training_batch(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        target = self.target_train[0]
+        if hp.phase == 1:
+            return {"b": target[torch.randint(len(target), (hp.batch_size,), generator=rng)]}
+        b = target[torch.randint(len(target), (1,), generator=rng)]
+        return {"a": self.augmented_sample(rng) if hp.augment else self.sample, "b": b}
+
+    def augmented_sample(self, rng: torch.Generator) -> torch.Tensor:
+        """The A sample, flipped with probability 1/2 and rotated by U(-deg, deg)."""
+        sample = self.sample
+        if torch.rand((), generator=rng) < 0.5:
+            sample = TF.horizontal_flip(sample)
+        angle = float((torch.rand((), generator=rng) * 2 - 1) * self.hparams.rotation_degrees)
+        return TF.rotate(sample, angle, interpolation=TF.InterpolationMode.BILINEAR, fill=-1.0)
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        start = getattr(trainer.lightning_module, "iteration", 0) if trainer else 0
+        seed = self.hparams.sample_seed + (trainer.global_rank if trainer else 0)
+        return DataLoader(OneShotStream(self, seed, start), batch_size=None)
+
+    def _evaluation_set(self) -> TensorDataset:
+        images, labels = self.source_test
+        count = len(images) if self.hparams.num_eval is None else self.hparams.num_eval
+        return TensorDataset(images[:count], labels[:count])
+
+    def val_dataloader(self) -> DataLoader:
+        return evaluation_loader(self._evaluation_set(), self.hparams.eval_batch_size)
+
+    test_dataloader = val_dataloader
+
+    def predict_dataloader(self) -> DataLoader:
+        """(index, image, label): index 0 is the single A sample, then the evaluation images."""
+        images, labels = self._evaluation_set().tensors
+        images = torch.cat([self.sample, images])
+        labels = torch.cat([torch.tensor([self.sample_label]), labels])
+        return DataLoader(TensorDataset(torch.arange(len(images)), images, labels), batch_size=64)

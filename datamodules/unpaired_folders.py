@@ -1,0 +1,149 @@
+"""Unpaired image folders in the CycleGAN layout, for one-shot translation's drawing and style
+tasks (spec section 2.3):
+
+    <root>/trainA/*.png|jpg   domain A: the single sample is one of these (sorted by name)
+    <root>/trainB/*           domain B: every image
+    <root>/testA/*            A images translated by validation, test and predict
+    <root>/testB/*            B images: the references of the style distance
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2 import functional as TF
+
+from datamodules.digits import OneShotStream
+from datamodules.loaders import evaluation_loader
+from datamodules.single_image import IMAGE_SUFFIXES, load_image
+
+
+def list_images(directory: Path) -> list[Path]:
+    """The image files of `directory`, sorted; a clear error when it is missing or has none."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is missing; expected the CycleGAN layout trainA/ trainB/ testA/ testB/")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{directory} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+class ResizedImages(Dataset):
+    """(index, image [3, size, size] in [-1, 1], -1): images resized for evaluation (no labels)."""
+
+    def __init__(self, files: list[Path], size: int) -> None:
+        self.files, self.size = files, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, int]:
+        image = TF.resize(load_image(self.files[index]), [self.size, self.size], antialias=True)
+        return index, image.clamp(-1, 1), -1
+
+
+class UnpairedFoldersDataModule(LightningDataModule):
+    """One A image and all of B, with the CycleGAN augmentation at every step.
+
+    Args:
+        root: the dataset folder (trainA/, trainB/, testA/, testB/).
+        phase: 1 (batches of B) or 2 (the single A sample and one B image per step).
+        sample_index: which image of the sorted trainA/ is the single sample (official: 0).
+        load_size: images are resized to load_size x load_size (bicubic) ...
+        crop_size: ... then randomly cropped to crop_size x crop_size.
+        flip_and_rotate: random horizontal flip and rotation by U(-rotation_degrees, rotation_degrees).
+        rotation_degrees: 7 in the official code.
+        batch_size: B images per phase-1 batch (official: 1).
+        sample_seed: seed of the training batches (rank r adds r).
+        num_eval: testA images translated by validation/test (None: all).
+        num_references: testB images whose Gram matrices are the style references.
+        predict_dir: a folder of further A images that `predict` translates after the sample
+            (default: testA/).
+        eval_batch_size: batch size of the evaluation loaders.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        phase: int = 2,
+        sample_index: int = 0,
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip_and_rotate: bool = True,
+        rotation_degrees: float = 7.0,
+        batch_size: int = 1,
+        sample_seed: int = 0,
+        num_eval: int | None = None,
+        num_references: int = 50,
+        predict_dir: str | None = None,
+        eval_batch_size: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        folder = Path(root)
+        self.files = {split: list_images(folder / split) for split in ("trainA", "trainB", "testA", "testB")}
+        if not 0 <= sample_index < len(self.files["trainA"]):
+            raise ValueError(f"sample_index={sample_index} is outside trainA's {len(self.files['trainA'])} images")
+        self.sample_path = self.files["trainA"][sample_index]
+        self.sample = load_image(self.sample_path)
+        self.predict_files = list_images(Path(predict_dir)) if predict_dir else self.files["testA"]
+
+    def augment(self, image: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """Resize to load_size, random crop to crop_size, then random flip and rotation: [3, crop, crop]."""
+        hp = self.hparams
+        image = TF.resize(image, [hp.load_size, hp.load_size], interpolation=TF.InterpolationMode.BICUBIC)
+        top, left = (int(torch.randint(hp.load_size - hp.crop_size + 1, (), generator=rng)) for _ in range(2))
+        image = image[:, top : top + hp.crop_size, left : left + hp.crop_size]
+        if hp.flip_and_rotate:
+            if torch.rand((), generator=rng) < 0.5:
+                image = TF.horizontal_flip(image)
+            angle = float((torch.rand((), generator=rng) * 2 - 1) * hp.rotation_degrees)
+            image = TF.rotate(image, angle, interpolation=TF.InterpolationMode.BILINEAR)
+        return image.clamp(-1, 1)
+
+    def training_batch(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        hp, b_files = self.hparams, self.files["trainB"]
+        count = hp.batch_size if hp.phase == 1 else 1
+        picks = torch.randint(len(b_files), (count,), generator=rng).tolist()
+        batch = {"b": torch.stack([self.augment(load_image(b_files[i]), rng) for i in picks])}
+        if hp.phase == 2:
+            batch["a"] = self.augment(self.sample, rng)[None]
+        return batch
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        start = getattr(trainer.lightning_module, "iteration", 0) if trainer else 0
+        seed = self.hparams.sample_seed + (trainer.global_rank if trainer else 0)
+        return DataLoader(OneShotStream(self, seed, start), batch_size=None)
+
+    def _evaluation_loader(self, files: list[Path]) -> DataLoader:
+        dataset = ResizedImages(files, self.hparams.crop_size)
+        return evaluation_loader(dataset, self.hparams.eval_batch_size, collate_fn=_collate_unindexed)
+
+    def val_dataloader(self) -> DataLoader:
+        files = self.files["testA"]
+        return self._evaluation_loader(files if self.hparams.num_eval is None else files[: self.hparams.num_eval])
+
+    test_dataloader = val_dataloader
+
+    def style_references(self) -> torch.Tensor:
+        """The first `num_references` testB images [N, 3, crop, crop], the style distance's reference."""
+        dataset = ResizedImages(self.files["testB"][: self.hparams.num_references], self.hparams.crop_size)
+        return torch.stack([dataset[i][1] for i in range(len(dataset))])
+
+    def predict_dataloader(self) -> DataLoader:
+        """(index, image, label): index 0 is the single A sample, then `predict_dir` (or testA)."""
+        dataset = ResizedImages([self.sample_path, *self.predict_files], self.hparams.crop_size)
+        return DataLoader(dataset, batch_size=self.hparams.eval_batch_size, collate_fn=_collate)
+
+
+def _collate(items: list[tuple[int, torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    indices, images, labels = zip(*items)
+    return torch.tensor(indices), torch.stack(images), torch.tensor(labels)
+
+
+def _collate_unindexed(items: list[tuple[int, torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return _collate(items)[1:]

@@ -1,0 +1,359 @@
+"""One-shot unsupervised cross-domain translation, OST (Benaim and Wolf, NeurIPS 2018; spec section 2).
+
+Phase 1 trains an autoencoder of domain B (many images). Phase 2, a new run that loads it
+through `phase_one_checkpoint`, adds fresh A-specific outer layers and trains on the single
+A sample x while B training continues. Selective backpropagation: the losses that involve x
+step only the domain-specific outer layers, so the shared core stays anchored to B; a
+one-way cycle x -> B -> A ties the translation to x.
+
+Two recipes, chosen by `network`:
+- "digits" (spec 2.2): the 32x32 networks, a critic per domain, MSE reconstructions, critic
+  real and fake steps, then the x step (A and B outer layers), then the B step;
+- "resnet" (spec 2.3): the CycleGAN ResNet generator split per task, one PatchGAN critic
+  for B with an image pool, L1 reconstructions, the x step (A outer layers), the B step,
+  then the critic step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch.optim import Adam
+from torch.optim.lr_scheduler import LambdaLR
+
+from lightning_modules.distributed import broadcast_buffers
+from lightning_modules.networks.losses import latent_kl, lsgan
+from lightning_modules.networks.ost import (
+    DigitCritic,
+    ImagePool,
+    PatchGANCritic,
+    digits_autoencoder,
+    per_image_batch_norm,
+    resnet_autoencoder,
+)
+
+B_PARTS = ("encoders_unshared.b.", "encoder_shared.", "decoder_shared.", "decoders_unshared.b.")
+
+
+class OneShotTranslation(LightningModule):
+    """Translate one sample of domain A into domain B, learned from that sample and all of B.
+
+    Args:
+        network: "digits" or "resnet" (selects the recipe, see the module docstring).
+        channels_a: image channels of A (1 for MNIST).
+        channels_b: image channels of B.
+        ngf: ResNet base width.
+        n_downsampling: ResNet down-samplings (2, or 3 for images -> cityscapes).
+        num_unshared: ResNet down/up-samplings that are domain-specific (2, 3, or 0 for style tasks).
+        num_res_blocks_shared: residual blocks of each shared half (6).
+        phase: 1 (B's autoencoder) or 2 (one-shot adaptation).
+        phase_one_checkpoint: phase 2 loads B's layers and the shared core from this phase-1
+            checkpoint; A's layers and the critics start fresh, as in the official code.
+        iterations: training iterations of this phase.
+        lr: Adam learning rate of every optimizer (2e-4).
+        betas: Adam betas.
+        lr_decay_start: iteration after which the LR decays linearly to 0 at `iterations`
+            (the drawing tasks: 60 of 80 epochs); None keeps it constant (digits).
+        rec_loss: "mse" (digits) or "l1" (drawing tasks).
+        phase_one_rec_weight: weight of B's reconstruction in phase 1 (digits 1, drawing 10).
+        a_rec_weight: weight of x's reconstruction A -> A in phase 2 (1).
+        cycle_weight: weight of the cycle terms in phase 2 (digits 1, drawing 10).
+        b_rec_weight: weight of B's reconstruction in phase 2 (1).
+        kl_weight: weight of the latent term mean(h^2) of B's codes (0.1).
+        one_way_cycle: the cycle x -> B -> A (ablation switch).
+        two_way_cycle: also the cycle b -> A -> B (an ablation row of the paper; off in OST).
+        selective_backprop: the x losses step only the outer layers (off: all layers).
+        freeze_shared: no B step in phase 2, so the shared core never moves (an ablation row).
+        pool_size: image pool of the critic's fakes (drawing: 50; 0 = none).
+        seed: seed of the pool's draws.
+    """
+
+    def __init__(
+        self,
+        network: str = "digits",
+        channels_a: int = 1,
+        channels_b: int = 3,
+        ngf: int = 64,
+        n_downsampling: int = 2,
+        num_unshared: int = 2,
+        num_res_blocks_shared: int = 6,
+        phase: int = 2,
+        phase_one_checkpoint: str | None = None,
+        iterations: int = 5000,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        lr_decay_start: int | None = None,
+        rec_loss: str = "mse",
+        phase_one_rec_weight: float = 1.0,
+        a_rec_weight: float = 1.0,
+        cycle_weight: float = 1.0,
+        b_rec_weight: float = 1.0,
+        kl_weight: float = 0.1,
+        one_way_cycle: bool = True,
+        two_way_cycle: bool = False,
+        selective_backprop: bool = True,
+        freeze_shared: bool = False,
+        pool_size: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        if network not in ("digits", "resnet") or phase not in (1, 2) or rec_loss not in ("mse", "l1"):
+            raise ValueError(
+                f"network={network!r}, phase={phase}, rec_loss={rec_loss!r}: expected digits|resnet, 1|2, mse|l1"
+            )
+        if network == "digits":
+            self.autoencoder = digits_autoencoder(channels_a, channels_b)
+            critic_domains = ("b",) if phase == 1 else ("a", "b")
+            channels = {"a": channels_a, "b": channels_b}
+            self.critics = torch.nn.ModuleDict({d: DigitCritic(channels[d]) for d in critic_domains})
+        else:
+            if channels_a != channels_b:
+                raise ValueError("the ResNet recipe translates between images of the same number of channels")
+            self.autoencoder = resnet_autoencoder(channels_b, ngf, n_downsampling, num_unshared, num_res_blocks_shared)
+            self.critics = torch.nn.ModuleDict({"b": PatchGANCritic(channels_b)})
+        self.reconstruction = F.mse_loss if rec_loss == "mse" else F.l1_loss
+        self.pool = ImagePool(pool_size)
+        self.iteration = 0
+        self._rng = torch.Generator().manual_seed(seed)
+
+    # ------------------------------------------------------------------ structure
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.phase == 2:
+            self._load_phase_one()
+
+    def _load_phase_one(self) -> None:
+        """B's outer layers and the shared core from phase 1 (a resumed run then overwrites them)."""
+        path = self.hparams.phase_one_checkpoint
+        if path is None:
+            raise ValueError("phase 2 needs model.phase_one_checkpoint: the last.ckpt of a phase-1 run")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            state = checkpoint["state_dict"]
+        except (FileNotFoundError, IsADirectoryError) as error:
+            raise FileNotFoundError(f"{path}: no phase-1 checkpoint there ({error})") from error
+        except (KeyError, RuntimeError, EOFError) as error:
+            raise ValueError(f"{path}: not a Lightning checkpoint of a OneShotTranslation run ({error!r})") from error
+        prefix = "autoencoder."
+        wanted = {
+            k[len(prefix) :]: v
+            for k, v in state.items()
+            if k.startswith(prefix) and k[len(prefix) :].startswith(B_PARTS)
+        }
+        if checkpoint.get("hyper_parameters", {}).get("phase") != 1 or not wanted:
+            raise ValueError(f"{path}: not a phase-1 OneShotTranslation checkpoint")
+        missing = [key for key in self.autoencoder.state_dict() if key.startswith(B_PARTS) and key not in wanted]
+        if missing:
+            raise ValueError(f"{path}: its networks differ from this model's (missing {missing[:3]} ...)")
+        self.autoencoder.load_state_dict(wanted, strict=False)
+
+    def configure_optimizers(self) -> tuple[list[Adam], list[LambdaLR]]:
+        """Phase 1: [critics, B autoencoder]; phase 2: [critics, the x step's layers, the B step's layers]."""
+        hp = self.hparams
+        autoencoder = self.autoencoder
+        adam = lambda params: Adam(params, lr=hp.lr, betas=tuple(hp.betas))  # noqa: E731
+        b_parts = [p for name, p in autoencoder.named_parameters() if name.startswith(B_PARTS)]
+        if hp.phase == 1:
+            groups = [self.critics.parameters(), b_parts]
+        else:
+            if hp.selective_backprop:  # the digits code also lets the x losses move B's outer layers
+                x_step = autoencoder.unshared_parameters(("a", "b") if hp.network == "digits" else ("a",))
+            else:
+                x_step = list(autoencoder.parameters())
+            b_step = list(autoencoder.parameters()) if hp.network == "digits" else b_parts
+            groups = [self.critics.parameters(), x_step, b_step]
+        optimizers = [adam(group) for group in groups]
+        return optimizers, [LambdaLR(opt, self._lr_factor) for opt in optimizers]
+
+    def _lr_factor(self, iteration: int) -> float:
+        start, total = self.hparams.lr_decay_start, self.hparams.iterations
+        if start is None or iteration < start:
+            return 1.0
+        return max(0.0, 1.0 - (iteration - start) / max(1, total - start))
+
+    @property
+    def total_iterations(self) -> int:
+        return self.hparams.iterations
+
+    @property
+    def progress_description(self) -> str:
+        return f"phase {self.hparams.phase} step {self.iteration}/{self.hparams.iterations}"
+
+    # ------------------------------------------------------------------ translation
+    def translate(self, images: torch.Tensor, source: str = "a", target: str = "b") -> torch.Tensor:
+        """G_target(E_source(images)) [B, C_target, H, W], with the networks' current mode."""
+        return self.autoencoder.decode(self.autoencoder.encode(images, source), target)
+
+    @torch.no_grad()
+    def translate_each(self, images: torch.Tensor, source: str = "a", target: str = "b") -> torch.Tensor:
+        """`translate` one image at a time with BatchNorm normalising by that image's statistics.
+
+        Training runs at batch size 1 in training mode, and the official code samples the same
+        way: running statistics, which mix every kind of pass of phase 2, are not used.
+        """
+        with per_image_batch_norm(self.autoencoder):
+            return torch.cat([self.translate(image[None], source, target) for image in images])
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if self.hparams.phase == 1:
+            terms = self._phase_one(batch["b"])
+        elif self.hparams.network == "digits":
+            terms = self._digits_phase_two(batch["a"], batch["b"])
+        else:
+            terms = self._drawing_phase_two(batch["a"], batch["b"])
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+        self.iteration += 1
+        if self.iteration >= self.hparams.iterations:
+            self.trainer.should_stop = True
+            broadcast_buffers(self)  # BatchNorm statistics follow each process's own augmentations and B images
+        if self.iteration % self.trainer.log_every_n_steps == 0:
+            values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one device sync
+            for logger in self.loggers:
+                logger.log_metrics({f"train/{k}": v for k, v in zip(terms, values)}, step=self.iteration)
+
+    def _step(self, optimizer_index: int, loss: torch.Tensor) -> None:
+        optimizer = self.optimizers()[optimizer_index]
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+
+    def _critic_update(self, real: Callable[[], torch.Tensor], fake: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Digits: a step on the real terms, then one on the fake terms; ResNet: one step on half their sum."""
+        if self.hparams.network == "digits":
+            real_loss = real()
+            self._step(0, real_loss)
+            fake_loss = fake()
+            self._step(0, fake_loss)
+            return real_loss.detach() + fake_loss.detach()
+        loss = 0.5 * (real() + fake())
+        self._step(0, loss)
+        return loss.detach()
+
+    def _generator_terms(self, critic: str, fake: torch.Tensor) -> torch.Tensor:
+        """lsgan(D(fake), 1) with the critic frozen, so only the generator collects gradients."""
+        self.critics[critic].requires_grad_(False)
+        term = lsgan(self.critics[critic](fake), 1.0)
+        self.critics[critic].requires_grad_(True)
+        return term
+
+    def _phase_one(self, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """B autoencoder: lsgan + w * rec(G_B(E_B(b)), b) + 0.1 mean(h^2), and its critic (spec 2.2, 2.3)."""
+        hp, critic = self.hparams, self.critics["b"]
+
+        def generator_step() -> dict[str, torch.Tensor]:
+            latent = self.autoencoder.encode(b, "b")
+            fake = self.autoencoder.decode(latent, "b")
+            terms = {"adversarial": self._generator_terms("b", fake), "b_rec": self.reconstruction(fake, b)}
+            terms["kl"] = latent_kl(latent)
+            self._step(1, terms["adversarial"] + hp.phase_one_rec_weight * terms["b_rec"] + hp.kl_weight * terms["kl"])
+            return terms | {"fake": fake.detach()}
+
+        if hp.network == "digits":  # critic first, on the current fake
+            fake = self.autoencoder.decode(self.autoencoder.encode(b, "b"), "b").detach()
+            critic_loss = self._critic_update(lambda: lsgan(critic(b), 1.0), lambda: lsgan(critic(fake), 0.0))
+            terms = generator_step()
+        else:  # generator first, then the critic on a pooled fake
+            terms = generator_step()
+            pooled = self.pool.query(terms["fake"], self._rng)
+            critic_loss = self._critic_update(lambda: lsgan(critic(b), 1.0), lambda: lsgan(critic(pooled), 0.0))
+        terms.pop("fake")
+        return terms | {"critic": critic_loss}
+
+    def _digits_phase_two(self, x: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Spec 2.2, phase II, in its order: critic real step, critic fake step, x step, B step."""
+        hp, ae, critics = self.hparams, self.autoencoder, self.critics
+        x_ba = self.translate(b, "b", "a")  # B image drawn as A
+        x_ab = self.translate(x, "a", "b")  # the sample drawn as B
+        critic_loss = self._critic_update(
+            lambda: lsgan(critics["a"](x), 1.0) + lsgan(critics["b"](b), 1.0),
+            lambda: lsgan(critics["a"](x_ba.detach()), 0.0) + lsgan(critics["b"](x_ab.detach()), 0.0),
+        )
+        terms = {"adversarial": self._generator_terms("a", x_ba) + self._generator_terms("b", x_ab)}
+        terms |= self._x_terms(x, b, x_ab, x_ba)
+        x_loss = terms["adversarial"] + hp.a_rec_weight * terms["a_rec"] + hp.cycle_weight * terms["cycle"]
+        self._step(1, x_loss)
+        if not hp.freeze_shared:
+            latent = ae.encode(b, "b")
+            terms |= {"b_rec": self.reconstruction(ae.decode(latent, "b"), b), "kl": latent_kl(latent)}
+            self._step(2, hp.b_rec_weight * terms["b_rec"] + hp.kl_weight * terms["kl"])
+        return terms | {"critic": critic_loss}
+
+    def _drawing_phase_two(self, x: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Spec 2.3, phase II, in its order: x step, B step, critic step on pooled fakes."""
+        hp, ae, critic = self.hparams, self.autoencoder, self.critics["b"]
+        x_ab = self.translate(x, "a", "b")
+        x_ba = self.translate(b, "b", "a") if hp.two_way_cycle else None
+        terms = {"adversarial": self._generator_terms("b", x_ab)} | self._x_terms(x, b, x_ab, x_ba)
+        self._step(1, terms["adversarial"] + hp.cycle_weight * terms["cycle"] + hp.a_rec_weight * terms["a_rec"])
+        latent = ae.encode(b, "b")
+        b_bb = ae.decode(latent, "b")
+        if not hp.freeze_shared:
+            terms |= {"b_rec": self.reconstruction(b_bb, b), "kl": latent_kl(latent)}
+            terms["b_adversarial"] = self._generator_terms("b", b_bb)
+            self._step(2, hp.b_rec_weight * terms["b_rec"] + hp.kl_weight * terms["kl"] + terms["b_adversarial"])
+        pooled_ab, pooled_bb = self.pool.query(x_ab, self._rng), self.pool.query(b_bb, self._rng)
+        # 0.5 [lsgan(D(b), 1) + lsgan(D(pool(x_ab)), 0)] + 0.5 [lsgan(D(b), 1) + lsgan(D(pool(b_bb)), 0)]
+        terms["critic"] = self._critic_update(
+            lambda: 2 * lsgan(critic(b), 1.0), lambda: lsgan(critic(pooled_ab), 0.0) + lsgan(critic(pooled_bb), 0.0)
+        )
+        return terms
+
+    def _x_terms(
+        self, x: torch.Tensor, b: torch.Tensor, x_ab: torch.Tensor, x_ba: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """x's reconstruction A -> A and the enabled cycles: x -> B -> A (one-way) and b -> A -> B."""
+        hp = self.hparams
+        terms = {"a_rec": self.reconstruction(self.translate(x, "a", "a"), x), "cycle": x.new_zeros(())}
+        if hp.one_way_cycle:
+            terms["cycle"] = terms["cycle"] + self.reconstruction(self.translate(x_ab, "b", "a"), x)
+        if hp.two_way_cycle:
+            terms["cycle"] = terms["cycle"] + self.reconstruction(self.translate(x_ba, "a", "b"), b)
+        return terms
+
+    # ------------------------------------------------------------------ evaluation and predict
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Translate A test images into B; logs A's reconstruction error, returns what callbacks measure."""
+        images, labels = batch
+        if self.hparams.phase == 1:  # B's autoencoder only: nothing of A is trained yet
+            return {}
+        reconstruction = self.translate_each(images, "a", "a")
+        self.log("val/a_rec", self.reconstruction(reconstruction, images), sync_dist=True)
+        return {"sources": images, "translations": self.translate_each(images), "labels": labels}
+
+    test_step = validation_step
+
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> dict[str, Any]:
+        """Per A image: the image, its reconstruction x_AA, its translation x_AB and the cycle x_ABA
+        (a row of the grid, 3-channel). Index 0 is the single training sample."""
+        indices, images, _ = batch
+        x_ab = self.translate_each(images)
+        rows = [images, self.translate_each(images, "a", "a"), x_ab, self.translate_each(x_ab, "b", "a")]
+        rows = [row.expand(-1, 3, -1, -1) if row.shape[1] == 1 else row for row in rows]
+        names = [
+            f"{'sample' if index == 0 else f'test_{index - 1:05d}'}_{kind}"
+            for index in indices.tolist()
+            for kind in ("a", "aa", "ab", "aba")
+        ]
+        return {"images": torch.stack(rows, dim=1).flatten(0, 1).clamp(-1, 1), "names": names}
+
+    # ------------------------------------------------------------------ checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["one_shot_progress"] = {
+            "iteration": self.iteration,
+            "rng": self._rng.get_state(),
+            "pool": [image.cpu() for image in self.pool.images],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        progress = checkpoint.get("one_shot_progress", {})
+        self.iteration = progress.get("iteration", 0)
+        if "rng" in progress:
+            self._rng.set_state(progress["rng"])
+        self.pool.images = [image.to(self.device) for image in progress.get("pool", [])]

@@ -1,0 +1,282 @@
+"""One-shot translation: networks, selective backpropagation, losses, readers and both phases via the CLI."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from scipy.io import savemat
+
+from callbacks.perceptual import ContentStyleDistances, gram
+from callbacks.translation import TranslationAccuracy
+from datamodules.digits import OneShotDigitsDataModule, load_domain, read_mnist, read_svhn
+from datamodules.synthetic import pattern_image, write_image
+from datamodules.unpaired_folders import UnpairedFoldersDataModule
+from lightning_modules.networks.losses import latent_kl, lsgan
+from lightning_modules.networks.ost import (
+    DigitCritic,
+    ImagePool,
+    PatchGANCritic,
+    digits_autoencoder,
+    resnet_autoencoder,
+)
+from lightning_modules.one_shot_translation import OneShotTranslation
+from tests.helpers import REPO, run_cli, run_cli_subprocess
+
+PHASE1 = str(REPO / "configs/one_shot_translation/smoke_phase1.yaml")
+PHASE2 = str(REPO / "configs/one_shot_translation/smoke_phase2.yaml")
+
+
+# ---------------------------------------------------------------------- networks and losses
+def test_digits_autoencoder_shapes_and_latent():
+    autoencoder = digits_autoencoder(channels_a=1, channels_b=3)
+    latent = autoencoder.encode(torch.randn(2, 1, 32, 32), "a")
+    assert latent.shape == (2, 128, 8, 8)
+    assert autoencoder.decode(latent, "b").shape == (2, 3, 32, 32)
+    assert DigitCritic(3)(torch.randn(2, 3, 32, 32)).shape == (2,)
+
+
+@pytest.mark.parametrize(("n_downsampling", "num_unshared"), [(2, 2), (3, 3), (2, 0)])
+def test_resnet_split_follows_the_task_table(n_downsampling, num_unshared):
+    autoencoder = resnet_autoencoder(
+        ngf=8, n_downsampling=n_downsampling, num_unshared=num_unshared, num_res_blocks_shared=1
+    )
+    x = torch.randn(1, 3, 32, 32)
+    latent = autoencoder.encode(x, "a")
+    side = 32 // 2**n_downsampling
+    assert latent.shape == (1, 8 * 2**n_downsampling, side, side)
+    assert autoencoder.decode(latent, "b").shape == x.shape
+    encoder_a = autoencoder.encoders_unshared["a"]
+    strided = [m for m in encoder_a.modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == num_unshared  # the first `num_unshared` down-samplings are domain-specific
+
+
+def test_patchgan_critic_score_map():
+    assert PatchGANCritic(3, width=8)(torch.randn(1, 3, 64, 64)).shape == (1, 1, 6, 6)
+
+
+def test_lsgan_and_kl_terms_by_hand():
+    scores = torch.tensor([0.5, 2.0])
+    assert torch.isclose(lsgan(scores, 1.0), torch.tensor((0.25 + 1.0) / 2))
+    assert torch.isclose(lsgan(scores, 0.0), torch.tensor((0.25 + 4.0) / 2))
+    assert torch.isclose(latent_kl(torch.tensor([[1.0, -2.0], [0.0, 3.0]])), torch.tensor(14 / 4))
+
+
+def test_image_pool_returns_new_images_until_full_then_mixes():
+    pool, rng = ImagePool(size=2), torch.Generator().manual_seed(0)
+    first = pool.query(torch.zeros(2, 1, 2, 2), rng)
+    assert torch.equal(first, torch.zeros(2, 1, 2, 2)) and len(pool.images) == 2
+    returned = torch.cat([pool.query(torch.ones(1, 1, 2, 2), rng) for _ in range(20)])
+    assert {0.0, 1.0} <= set(returned.flatten().tolist())  # old fakes come back half of the time
+
+
+# ---------------------------------------------------------------------- selective backpropagation
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def phase_two_step(model: OneShotTranslation) -> tuple[dict, dict]:
+    """Parameters of the autoencoder before and after one phase-2 iteration (outside a Trainer)."""
+    optimizers, _ = model.configure_optimizers()
+    model.optimizers = lambda: optimizers
+    model.manual_backward = lambda loss: loss.backward()
+    before = _snapshot(model.autoencoder)
+    channels_a = model.hparams.channels_a
+    x, b = torch.randn(1, channels_a, 32, 32), torch.randn(1, 3, 32, 32)
+    (model._digits_phase_two if model.hparams.network == "digits" else model._drawing_phase_two)(x, b)
+    return before, _snapshot(model.autoencoder)
+
+
+@pytest.mark.parametrize("network", ["digits", "resnet"])
+def test_x_losses_leave_the_shared_core_unchanged(network):
+    kwargs = {"channels_a": 3, "ngf": 8, "num_res_blocks_shared": 1} if network == "resnet" else {}
+    before, after = phase_two_step(OneShotTranslation(network=network, freeze_shared=True, **kwargs))  # no B step
+    shared = [n for n in before if n.startswith(("encoder_shared.", "decoder_shared."))]
+    a_layers = [n for n in before if n.startswith(("encoders_unshared.a.", "decoders_unshared.a."))]
+    assert shared and all(torch.equal(before[n], after[n]) for n in shared)
+    assert any(not torch.equal(before[n], after[n]) for n in a_layers)
+
+
+def test_without_selective_backprop_the_x_losses_move_the_shared_core():
+    model = OneShotTranslation(network="digits", freeze_shared=True, selective_backprop=False)
+    before, after = phase_two_step(model)
+    assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("encoder_shared."))
+
+
+# ---------------------------------------------------------------------- readers
+def _write_idx(path: Path, array: np.ndarray, magic: int) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_idx_and_svhn_mat_readers(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28))
+    _write_idx(raw / "t10k-images-idx3-ubyte.gz", images, 2051)
+    _write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.arange(5), 2049)
+    read_images, labels = read_mnist(tmp_path, "test")
+    assert np.array_equal(read_images, images) and labels.tolist() == [0, 1, 2, 3, 4]
+    tensor, _ = load_domain("mnist", tmp_path, "test")
+    assert tensor.shape == (5, 1, 32, 32) and tensor.min() >= -1 and tensor.max() <= 1
+
+    svhn = np.random.default_rng(1).integers(0, 256, size=(32, 32, 3, 4)).astype(np.uint8)
+    savemat(tmp_path / "train_32x32.mat", {"X": svhn, "y": np.array([[10], [1], [2], [10]])})
+    read_images, labels = read_svhn(tmp_path, "train")
+    assert read_images.shape == (4, 32, 32, 3) and labels.tolist() == [0, 1, 2, 0]  # 10 is the digit 0
+
+
+def test_reader_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte is missing"):
+        read_mnist(tmp_path, "train")
+    with pytest.raises(FileNotFoundError, match="test_32x32.mat is missing"):
+        read_svhn(tmp_path, "test")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes((2051).to_bytes(4, "big") + (9).to_bytes(4, "big") * 3 + b"\0" * 10)
+    with pytest.raises(ValueError, match="truncated"):
+        read_mnist(tmp_path, "train")
+    with pytest.raises(ValueError, match="unknown digit domain 'usps'"):
+        load_domain("usps", None, "train")
+
+
+def test_one_shot_digits_data_picks_one_sample_and_augments_it():
+    data = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, sample_index=None, sample_seed=3,
+                                   rotation_degrees=30.0)  # fmt: skip
+    again = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, sample_index=None, sample_seed=3)
+    assert data.sample_index == again.sample_index  # a seeded random choice
+    batch = data.training_batch(torch.Generator().manual_seed(0))
+    assert batch["a"].shape == (1, 1, 32, 32) and batch["b"].shape == (1, 3, 32, 32)
+    assert not torch.equal(batch["a"], data.sample)  # augmented
+    with pytest.raises(ValueError, match="outside A's 1437 training images"):
+        OneShotDigitsDataModule(source="handwritten", target="textured", sample_index=5000)
+
+
+def _write_folders(root: Path) -> Path:
+    for split, count in (("trainA", 2), ("trainB", 3), ("testA", 2), ("testB", 2)):
+        for index in range(count):
+            write_image(root / split / f"{index}.png", pattern_image(40, 40, seed=index + 10 * len(split)))
+    return root
+
+
+def test_unpaired_folders_layout_and_augmentation(tmp_path):
+    data = UnpairedFoldersDataModule(str(_write_folders(tmp_path)), load_size=36, crop_size=32)
+    batch = data.training_batch(torch.Generator().manual_seed(0))
+    assert batch["a"].shape == (1, 3, 32, 32) and batch["b"].shape == (1, 3, 32, 32)
+    assert data.style_references().shape == (2, 3, 32, 32)
+    (tmp_path / "testB" / "0.png").unlink()
+    (tmp_path / "testB" / "1.png").unlink()
+    with pytest.raises(ValueError, match="testB holds no image"):
+        UnpairedFoldersDataModule(str(tmp_path))
+
+
+# ---------------------------------------------------------------------- metrics
+class ConstantLogits(torch.nn.Module):
+    def forward(self, images):
+        return torch.nn.functional.one_hot(images.mean(dim=(1, 2, 3)).gt(0).long() * 3, 10).float()
+
+
+def test_translation_accuracy_counts_correct_labels():
+    callback = TranslationAccuracy(classifier=ConstantLogits())
+    callback.metric.update(
+        callback.classifier(torch.stack([torch.ones(3, 4, 4), -torch.ones(3, 4, 4)])), torch.tensor([3, 3])
+    )
+    assert callback.metric.compute().item() == 0.5
+
+
+def test_gram_and_distances_by_hand():
+    features = torch.tensor([[[[1.0, 2.0]], [[0.0, 1.0]]]])  # [1, 2, 1, 2]
+    assert torch.allclose(gram(features), torch.tensor([[[5.0, 2.0], [2.0, 1.0]]]) / 4)
+
+
+# ---------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def phase_one(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phase1")
+    run_cli("fit", "--config", PHASE1, f"--trainer.default_root_dir={root}")
+    return root / "checkpoints" / "last.ckpt"
+
+
+def phase_two(root: Path, phase_one: Path, *extra: str) -> Path:
+    # a config in `extra` comes before the paths, which it would otherwise override
+    paths = (f"--trainer.default_root_dir={root}", f"--model.phase_one_checkpoint={phase_one}")
+    run_cli("fit", "--config", PHASE2, *extra, *paths)
+    return root / "checkpoints" / "last.ckpt"
+
+
+def test_phase_two_starts_from_phase_one_b_layers_and_fresh_a_layers(phase_one, tmp_path):
+    phase1 = torch.load(phase_one, weights_only=False)
+    assert phase1["hyper_parameters"]["phase"] == 1 and phase1["one_shot_progress"]["iteration"] == 12
+    model = OneShotTranslation(phase=2, phase_one_checkpoint=str(phase_one))
+    fresh_a = model.autoencoder.encoders_unshared["a"][0].weight.clone()
+    model._load_phase_one()
+    loaded = {k.removeprefix("autoencoder."): v for k, v in phase1["state_dict"].items()}
+    state = model.autoencoder.state_dict()
+    assert torch.equal(state["encoder_shared.0.0.weight"], loaded["encoder_shared.0.0.weight"])
+    assert torch.equal(state["decoders_unshared.b.0.weight"], loaded["decoders_unshared.b.0.weight"])
+    assert torch.equal(model.autoencoder.encoders_unshared["a"][0].weight, fresh_a)
+
+
+def test_phase_two_fit_validates_and_predicts(phase_one, tmp_path):
+    classifier = "lightning_modules.networks.classifiers.DigitClassifier"
+    accuracy = ("--trainer.callbacks+=callbacks.TranslationAccuracy", f"--trainer.callbacks.classifier={classifier}")
+    last = phase_two(tmp_path, phase_one, *accuracy)
+    assert torch.load(last, weights_only=False)["one_shot_progress"]["iteration"] == 12
+    run_cli("predict", "--config", PHASE2, f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={last}",
+            f"--model.phase_one_checkpoint={phase_one}")  # fmt: skip
+    names = {p.name for p in (tmp_path / "predictions").glob("*.png")}
+    assert {"sample_a.png", "sample_ab.png", "sample_aba.png", "test_00000_aa.png", "grid.png"} <= names
+
+
+def test_resumed_phase_two_ends_with_the_same_weights(phase_one, tmp_path):
+    config = yaml.safe_load(Path(PHASE2).read_text())
+    config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 4 * 5, "save_top_k": -1}
+    config["trainer"]["val_check_interval"] = 100
+    config["model"]["init_args"]["phase_one_checkpoint"] = str(phase_one)
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(config))
+    uninterrupted = phase_two(tmp_path / "a", phase_one, "--config", str(path))
+    middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=20.ckpt"
+    assert torch.load(middle, weights_only=False)["one_shot_progress"]["iteration"] == 5
+    phase_two(tmp_path / "b", phase_one, "--config", str(path), f"--ckpt_path={middle}")
+    expected = torch.load(uninterrupted, weights_only=False)["state_dict"]
+    actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    for key, value in expected.items():
+        assert torch.equal(actual[key], value), key
+
+
+def test_phase_two_without_a_phase_one_checkpoint_is_a_clear_error(tmp_path):
+    result = run_cli_subprocess("fit", "--config", PHASE2, f"--trainer.default_root_dir={tmp_path / 'run'}",
+                                f"--model.phase_one_checkpoint={tmp_path / 'none.ckpt'}")  # fmt: skip
+    assert result.returncode != 0
+    assert "none.ckpt: no phase-1 checkpoint there" in result.stderr
+
+
+def test_two_process_ddp_leaves_identical_weights(phase_one, tmp_path):
+    weights = tmp_path / "weights"
+    result = run_cli_subprocess(
+        "fit", "--config", PHASE2, f"--trainer.default_root_dir={tmp_path}",
+        f"--model.phase_one_checkpoint={phase_one}", "--trainer.devices=2", "--trainer.strategy=ddp",
+        "--trainer.callbacks+=tests.helpers.SaveRankWeights", f"--trainer.callbacks.directory={weights}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = torch.load(weights / "rank_0.pt"), torch.load(weights / "rank_1.pt")
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+
+
+def test_content_and_style_distances_are_zero_for_identity():
+    class Features(torch.nn.Module):
+        def forward(self, images):
+            return {"content": images, "style": [images, images[:, :2]]}
+
+    callback = ContentStyleDistances(feature_extractor=Features())
+    images = torch.randn(2, 3, 8, 8)
+    callback.reference_grams = [gram(images).mean(dim=0), gram(images[:, :2]).mean(dim=0)]
+    callback._update({"sources": images, "translations": images})
+    assert callback.content.compute().item() == 0
+    callback._update({"sources": images, "translations": images + 1})
+    assert callback.content.compute().item() == pytest.approx(0.5)  # half the images differ by 1 everywhere
