@@ -46,10 +46,16 @@ class TranslationAccuracy(Callback):
     """
 
     def __init__(self, classifier: nn.Module, checkpoint: str | None = None, num_classes: int = 10) -> None:
-        self.classifier = load_network_weights(classifier, checkpoint) if checkpoint else classifier
-        self.classifier.eval().requires_grad_(False)
+        self.classifier = classifier
+        self.checkpoint = checkpoint
         self.metric = MulticlassAccuracy(num_classes, average="micro")
         self.last: dict[str, float] = {}
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.checkpoint:  # loaded here, so that a config parses before the classifier is trained
+            load_network_weights(self.classifier, self.checkpoint)
+            self.checkpoint = None
+        self.classifier.eval().requires_grad_(False)
 
     def _start(self, pl_module: LightningModule) -> None:
         self.classifier.to(pl_module.device)

@@ -129,3 +129,11 @@ class ToySegmenter(LightningModule):
         return {"preds": preds, "target": target}
 
     test_step = validation_step
+
+
+class TinyStyleFeatures(TinyFeatures):
+    """uint8-free stand-in for VGG: images [N, 3, H, W] in [-1, 1] -> {"content": map, "style": [maps]}."""
+
+    def forward(self, images: torch.Tensor) -> dict:
+        maps = torch.tanh(self.conv(images))
+        return {"content": maps, "style": [maps, maps[:, :4]]}

@@ -280,3 +280,28 @@ def test_content_and_style_distances_are_zero_for_identity():
     assert callback.content.compute().item() == 0
     callback._update({"sources": images, "translations": images + 1})
     assert callback.content.compute().item() == pytest.approx(0.5)  # half the images differ by 1 everywhere
+
+
+def test_resnet_recipe_runs_both_phases_on_folders(tmp_path):
+    data = _write_folders(tmp_path / "data")
+    tiny = {"ngf": 8, "num_res_blocks_shared": 1, "iterations": 3, "lr_decay_start": 1}
+    configs = {}
+    for phase in (1, 2):
+        config = yaml.safe_load((REPO / f"configs/one_shot_translation/facades_phase{phase}.yaml").read_text())
+        config["model"]["init_args"] |= tiny | {"phase_one_checkpoint": str(tmp_path / "p1/checkpoints/last.ckpt")}
+        config["data"]["init_args"] |= {"root": str(data), "load_size": 36, "crop_size": 32, "num_references": 2}
+        config["trainer"] |= {"accelerator": "cpu", "default_root_dir": str(tmp_path / f"p{phase}")}
+        config["trainer"].pop("val_check_interval", None)
+        for callback in config["trainer"]["callbacks"]:
+            if callback["class_path"] == "callbacks.ContentStyleDistances":
+                callback["init_args"] = {"feature_extractor": {"class_path": "tests.helpers.TinyStyleFeatures"}}
+        if phase == 1:
+            config["model"]["init_args"].pop("phase_one_checkpoint")
+        configs[phase] = tmp_path / f"phase{phase}.yaml"
+        configs[phase].write_text(yaml.safe_dump(config))
+    run_cli("fit", "--config", str(configs[1]))
+    cli = run_cli("fit", "--config", str(configs[2]))
+    metrics = cli.trainer.callback_metrics
+    assert metrics["val/content_distance"] > 0 and metrics["val/style_distance"] > 0
+    state = torch.load(tmp_path / "p2/checkpoints/last.ckpt", weights_only=False)
+    assert len(state["one_shot_progress"]["pool"]) == 6  # x_ab and b_bb of each of 3 iterations, pool of 50
