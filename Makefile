@@ -40,6 +40,7 @@ bench: $(BIN)/lightning
 	$(BIN)/python -m benchmarks.metrics_speed
 	$(BIN)/python -m benchmarks.padain_speed
 	$(BIN)/python -m benchmarks.analogy_speed
+	$(BIN)/python -m benchmarks.ost_speed
 
 clean:
 	rm -rf runs lightning_logs

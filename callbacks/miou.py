@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torchmetrics.classification import MulticlassJaccardIndex
+
+from callbacks.evaluation import SetMetric
 
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
@@ -22,7 +24,7 @@ CITYSCAPES_CLASSES = (
 )  # fmt: skip
 
 
-class MeanIoU(Callback):
+class MeanIoU(SetMetric):
     """Per-class IoU and their mean, logged as `<stage>/miou` and `<stage>/iou/<class>`.
 
     Classes absent from both predictions and targets over the whole set are left out of
@@ -47,7 +49,7 @@ class MeanIoU(Callback):
         )
         self.last: dict[str, float] = {}
 
-    def _start(self, pl_module: LightningModule) -> None:
+    def _start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.metric.to(pl_module.device)
         self.metric.reset()
 
@@ -74,22 +76,3 @@ class MeanIoU(Callback):
                 logger.experiment.add_text(f"{stage}/iou_table", text, global_step=trainer.global_step)
             else:
                 logger.log_metrics({k: v for k, v in self.last.items() if "/iou/" in k}, step=trainer.global_step)
-
-    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start(pl_module)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._update(outputs)
-
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._finish(trainer, pl_module, "val")
-
-    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start(pl_module)
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._update(outputs)
-
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._finish(trainer, pl_module, "test")

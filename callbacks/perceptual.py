@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from torchmetrics import MeanMetric
+
+from callbacks.evaluation import SetMetric
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG-19
 STYLE_LAYERS = {1: "relu1_1", 6: "relu2_1", 11: "relu3_1", 20: "relu4_1", 29: "relu5_1"}  # index in vgg19().features
@@ -73,7 +75,7 @@ def as_rgb(images: torch.Tensor) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
-class ContentStyleDistances(Callback):
+class ContentStyleDistances(SetMetric):
     """Logs `<stage>/content_distance` and `<stage>/style_distance` after validation and test.
 
     Args:
@@ -115,29 +117,10 @@ class ContentStyleDistances(Callback):
         self.content.update(content)
         self.style.update(style)
 
-    def _finish(self, pl_module: LightningModule, stage: str) -> None:
+    def _finish(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.content.update_count == 0:
             return
         values = {f"{stage}/content_distance": self.content.compute(), f"{stage}/style_distance": self.style.compute()}
         self.last = {key: value.item() for key, value in values.items()}
         for key, value in values.items():
             pl_module.log(key, value.to(pl_module.device), sync_dist=False)
-
-    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start(trainer, pl_module)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._update(outputs)
-
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._finish(pl_module, "val")
-
-    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start(trainer, pl_module)
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._update(outputs)
-
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._finish(pl_module, "test")

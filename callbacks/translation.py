@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
+
+from callbacks.evaluation import SetMetric
 
 
 def load_network_weights(network: nn.Module, path: str | Path) -> nn.Module:
@@ -34,7 +36,7 @@ def load_network_weights(network: nn.Module, path: str | Path) -> nn.Module:
     return network
 
 
-class TranslationAccuracy(Callback):
+class TranslationAccuracy(SetMetric):
     """Accuracy of the target-domain classifier on translations, logged as `<stage>/translation_accuracy`.
 
     Args:
@@ -57,7 +59,7 @@ class TranslationAccuracy(Callback):
             self.checkpoint = None
         self.classifier.eval().requires_grad_(False)
 
-    def _start(self, pl_module: LightningModule) -> None:
+    def _start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.classifier.to(pl_module.device)
         self.metric.to(pl_module.device).reset()
 
@@ -66,28 +68,9 @@ class TranslationAccuracy(Callback):
         if isinstance(outputs, dict) and "translations" in outputs:
             self.metric.update(self.classifier(outputs["translations"]), outputs["labels"])
 
-    def _finish(self, pl_module: LightningModule, stage: str) -> None:
+    def _finish(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.metric.update_count == 0:
             return
         accuracy = self.metric.compute()  # all-reduces the counts on every process
         self.last = {f"{stage}/translation_accuracy": accuracy.item()}
         pl_module.log(f"{stage}/translation_accuracy", accuracy.to(pl_module.device), sync_dist=False)
-
-    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start(pl_module)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._update(outputs)
-
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._finish(pl_module, "val")
-
-    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start(pl_module)
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._update(outputs)
-
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._finish(pl_module, "test")

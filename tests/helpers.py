@@ -137,3 +137,30 @@ class TinyStyleFeatures(TinyFeatures):
     def forward(self, images: torch.Tensor) -> dict:
         maps = torch.tanh(self.conv(images))
         return {"content": maps, "style": [maps, maps[:, :4]]}
+
+
+def fit_run(config: str, root: Path, *extra: str) -> Path:
+    """`fit` with `config`, then `extra` (which may hold another --config), into `root`; returns last.ckpt."""
+    run_cli("fit", "--config", config, *extra, f"--trainer.default_root_dir={root}")
+    return root / "checkpoints" / "last.ckpt"
+
+
+def predict_run(config: str, last: Path, root: Path, *extra: str) -> Path:
+    """`predict` from the checkpoint `last` into `root`; returns the predictions folder."""
+    run_cli("predict", "--config", config, f"--ckpt_path={last}", f"--trainer.default_root_dir={root}", *extra)
+    return root / "predictions"
+
+
+def assert_ddp_ranks_agree(config: str, root: Path, *extra: str) -> None:
+    """A 2-process DDP fit on CPU (gloo) ends with identical weights and buffers on both ranks."""
+    weights = root / "weights"
+    result = run_cli_subprocess(
+        "fit", "--config", config, *extra, f"--trainer.default_root_dir={root}", "--trainer.devices=2",
+        "--trainer.strategy=ddp", "--trainer.callbacks+=tests.helpers.SaveRankWeights",
+        f"--trainer.callbacks.directory={weights}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = torch.load(weights / "rank_0.pt"), torch.load(weights / "rank_1.pt")
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key

@@ -23,7 +23,7 @@ from lightning_modules.networks.ost import (
     resnet_autoencoder,
 )
 from lightning_modules.one_shot_translation import OneShotTranslation
-from tests.helpers import REPO, run_cli, run_cli_subprocess
+from tests.helpers import REPO, assert_ddp_ranks_agree, fit_run, run_cli, run_cli_subprocess
 
 PHASE1 = str(REPO / "configs/one_shot_translation/smoke_phase1.yaml")
 PHASE2 = str(REPO / "configs/one_shot_translation/smoke_phase2.yaml")
@@ -195,16 +195,12 @@ def test_gram_and_distances_by_hand():
 # ---------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def phase_one(tmp_path_factory):
-    root = tmp_path_factory.mktemp("phase1")
-    run_cli("fit", "--config", PHASE1, f"--trainer.default_root_dir={root}")
-    return root / "checkpoints" / "last.ckpt"
+    return fit_run(PHASE1, tmp_path_factory.mktemp("phase1"))
 
 
 def phase_two(root: Path, phase_one: Path, *extra: str) -> Path:
-    # a config in `extra` comes before the paths, which it would otherwise override
-    paths = (f"--trainer.default_root_dir={root}", f"--model.phase_one_checkpoint={phase_one}")
-    run_cli("fit", "--config", PHASE2, *extra, *paths)
-    return root / "checkpoints" / "last.ckpt"
+    # a config in `extra` comes before the phase-1 path, which it would otherwise override
+    return fit_run(PHASE2, root, *extra, f"--model.phase_one_checkpoint={phase_one}")
 
 
 def test_phase_two_starts_from_phase_one_b_layers_and_fresh_a_layers(phase_one, tmp_path):
@@ -256,16 +252,7 @@ def test_phase_two_without_a_phase_one_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_two_process_ddp_leaves_identical_weights(phase_one, tmp_path):
-    weights = tmp_path / "weights"
-    result = run_cli_subprocess(
-        "fit", "--config", PHASE2, f"--trainer.default_root_dir={tmp_path}",
-        f"--model.phase_one_checkpoint={phase_one}", "--trainer.devices=2", "--trainer.strategy=ddp",
-        "--trainer.callbacks+=tests.helpers.SaveRankWeights", f"--trainer.callbacks.directory={weights}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0, rank1 = torch.load(weights / "rank_0.pt"), torch.load(weights / "rank_1.pt")
-    for key in rank0:
-        assert torch.equal(rank0[key], rank1[key]), key
+    assert_ddp_ranks_agree(PHASE2, tmp_path, f"--model.phase_one_checkpoint={phase_one}")
 
 
 def test_content_and_style_distances_are_zero_for_identity():

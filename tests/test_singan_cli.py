@@ -8,19 +8,17 @@ import torch
 import yaml
 from PIL import Image
 
-from tests.helpers import REPO, run_cli, run_cli_subprocess
+from tests.helpers import REPO, assert_ddp_ranks_agree, fit_run, predict_run, run_cli, run_cli_subprocess
 
 SMOKE = str(REPO / "configs/singan/smoke.yaml")
 
 
 def fit(root: Path, *extra: str) -> Path:
-    run_cli("fit", "--config", SMOKE, *extra, f"--trainer.default_root_dir={root}")
-    return root / "checkpoints" / "last.ckpt"
+    return fit_run(SMOKE, root, *extra)
 
 
 def predict(last: Path, root: Path, *extra: str) -> Path:
-    run_cli("predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={root}", *extra)
-    return root / "predictions"
+    return predict_run(SMOKE, last, root, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +144,4 @@ def test_bad_image_is_a_clear_error_before_any_output(tmp_path):
 
 
 def test_two_process_ddp_leaves_identical_weights(tmp_path):
-    weights = tmp_path / "weights"
-    result = run_cli_subprocess(
-        "fit", "--config", SMOKE, f"--trainer.default_root_dir={tmp_path}", "--trainer.devices=2",
-        "--trainer.strategy=ddp", "--trainer.callbacks+=tests.helpers.SaveRankWeights",
-        f"--trainer.callbacks.directory={weights}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0, rank1 = torch.load(weights / "rank_0.pt"), torch.load(weights / "rank_1.pt")
-    assert rank0.keys() == rank1.keys()
-    for key in rank0:
-        assert torch.equal(rank0[key], rank1[key]), key
+    assert_ddp_ranks_agree(SMOKE, tmp_path)

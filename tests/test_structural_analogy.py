@@ -12,7 +12,7 @@ from datamodules.image_pair import ImagePairDataModule
 from datamodules.synthetic import pattern_image, write_image
 from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import ScaleGenerator
-from tests.helpers import REPO, run_cli, run_cli_subprocess
+from tests.helpers import REPO, assert_ddp_ranks_agree, fit_run, predict_run, run_cli, run_cli_subprocess
 from tests.test_singan_networks import linear_critic
 
 SMOKE = str(REPO / "configs/structural_analogy/smoke.yaml")
@@ -93,13 +93,11 @@ def test_pair_errors_name_the_problem(tmp_path):
 
 # ---------------------------------------------------------------------- end to end
 def fit(root: Path, *extra: str) -> Path:
-    run_cli("fit", "--config", SMOKE, *extra, f"--trainer.default_root_dir={root}")
-    return root / "checkpoints" / "last.ckpt"
+    return fit_run(SMOKE, root, *extra)
 
 
 def predict(last: Path, root: Path, *extra: str) -> Path:
-    run_cli("predict", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={root}", *extra)
-    return root / "predictions"
+    return predict_run(SMOKE, last, root, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -188,14 +186,4 @@ def test_bad_pair_is_a_clear_error_before_any_output(tmp_path):
 
 
 def test_two_process_ddp_leaves_identical_weights(tmp_path):
-    weights = tmp_path / "weights"
-    result = run_cli_subprocess(
-        "fit", "--config", SMOKE, f"--trainer.default_root_dir={tmp_path}", "--trainer.devices=2",
-        "--trainer.strategy=ddp", "--trainer.callbacks+=tests.helpers.SaveRankWeights",
-        f"--trainer.callbacks.directory={weights}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0, rank1 = torch.load(weights / "rank_0.pt"), torch.load(weights / "rank_1.pt")
-    assert rank0.keys() == rank1.keys()
-    for key in rank0:
-        assert torch.equal(rank0[key], rank1[key]), key
+    assert_ddp_ranks_agree(SMOKE, tmp_path)
