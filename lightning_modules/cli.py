@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
@@ -67,6 +68,9 @@ class DFGenCLI(LightningCLI):
             # Adversarial steps leave the other player's (and other scales') parameters out of
             # each backward, which plain DDP rejects; unused-parameter detection handles it.
             kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
+        if config.get("enable_progress_bar") is False and config.get("callbacks"):
+            # --trainer.enable_progress_bar=false wins over a progress bar that a config lists
+            config["callbacks"] = [c for c in config["callbacks"] if not isinstance(c, ProgressBar)]
         if config.get("logger") in (None, True):
             kwargs["logger"] = [TensorBoardLogger(root, name="tensorboard"), CSVLogger(root, name="csv")]
         trainer = super().instantiate_trainer(**kwargs)

@@ -145,3 +145,9 @@ def test_bad_image_is_a_clear_error_before_any_output(tmp_path):
 
 def test_two_process_ddp_leaves_identical_weights(tmp_path):
     assert_ddp_ranks_agree(SMOKE, tmp_path)
+
+
+def test_disabling_the_progress_bar_overrides_the_configs_bar(tmp_path):
+    cli = run_cli("fit", "--config", SMOKE, f"--trainer.default_root_dir={tmp_path}", "--trainer.max_steps=6",
+                  "--trainer.enable_progress_bar=false")  # fmt: skip
+    assert cli.trainer.progress_bar_callback is None

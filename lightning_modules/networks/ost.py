@@ -199,7 +199,7 @@ class ImagePool:
                 returned.append(image)
             elif torch.rand((), generator=rng) < 0.5:
                 index = int(torch.randint(len(self.images), (), generator=rng))
-                returned.append(self.images[index].clone())
+                returned.append(self.images[index].to(image.device, copy=True))  # stored on CPU after a resume
                 self.images[index] = image.clone()
             else:
                 returned.append(image)
