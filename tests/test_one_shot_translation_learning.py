@@ -5,8 +5,8 @@ A = scikit-learn's handwritten digits, B = the same kind of digits blended onto 
 digits; chance is 0.10. A shortened version of benchmarks/ost_digits.py (phase 1 300
 iterations, phase 2 300, the classifier 15 epochs).
 
-Measured with seed 0 on CPU: classifier accuracy on B MEASURED_CLASSIFIER, translation
-accuracy MEASURED_TRANSLATION with the sample of index 0.
+Measured with seed 0 on CPU: classifier accuracy on B 0.75, translation accuracy 0.30 with
+the sample of index 0 (the test requires 0.6 and 0.2; 2.5 minutes on 2 cores).
 """
 
 from lightning.pytorch import Trainer, seed_everything
