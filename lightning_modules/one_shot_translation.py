@@ -17,6 +17,7 @@ Two recipes, chosen by `network`:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -156,7 +157,7 @@ class OneShotTranslation(LightningModule):
         """Phase 1: [critics, B autoencoder]; phase 2: [critics, the x step's layers, the B step's layers]."""
         hp = self.hparams
         autoencoder = self.autoencoder
-        adam = lambda params: Adam(params, lr=hp.lr, betas=tuple(hp.betas))  # noqa: E731
+        adam = partial(Adam, lr=hp.lr, betas=tuple(hp.betas))
         b_parts = [p for name, p in autoencoder.named_parameters() if name.startswith(B_PARTS)]
         if hp.phase == 1:
             groups = [self.critics.parameters(), b_parts]
