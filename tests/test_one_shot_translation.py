@@ -9,7 +9,7 @@ import torch
 import yaml
 from scipy.io import savemat
 
-from callbacks.perceptual import ContentStyleDistances, gram
+from callbacks.perceptual import ContentStyleDistances, VGGFeatures, gram
 from callbacks.translation import TranslationAccuracy
 from datamodules.digits import OneShotDigitsDataModule, load_domain, read_mnist, read_svhn
 from datamodules.synthetic import pattern_image, write_image
@@ -292,3 +292,8 @@ def test_resnet_recipe_runs_both_phases_on_folders(tmp_path):
     assert metrics["val/content_distance"] > 0 and metrics["val/style_distance"] > 0
     state = torch.load(tmp_path / "p2/checkpoints/last.ckpt", weights_only=False)
     assert len(state["one_shot_progress"]["pool"]) == 6  # x_ab and b_bb of each of 3 iterations, pool of 50
+
+
+def test_missing_vgg_weights_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="vgg19-dcbb9e9d.pth"):
+        VGGFeatures(weights_path=str(tmp_path / "vgg19-dcbb9e9d.pth"))
