@@ -39,7 +39,7 @@ class IterationClock(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         end = self.now()
-        self.times.append((pl_module.latest_scale, end - self.last))
+        self.times.append((getattr(pl_module, "latest_scale", 0), end - self.last))
         self.last = end
 
 
