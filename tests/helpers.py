@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -143,6 +144,12 @@ def fit_run(config: str, root: Path, *extra: str) -> Path:
     """`fit` with `config`, then `extra` (which may hold another --config), into `root`; returns last.ckpt."""
     run_cli("fit", "--config", config, *extra, f"--trainer.default_root_dir={root}")
     return root / "checkpoints" / "last.ckpt"
+
+
+def logged_columns(root: Path) -> set[str]:
+    """The metric names of a run's CSV log."""
+    rows = csv.DictReader(next(root.glob("csv/version_*/metrics.csv")).read_text().splitlines())
+    return set(rows.fieldnames)
 
 
 def predict_run(config: str, last: Path, root: Path, *extra: str) -> Path:

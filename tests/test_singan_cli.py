@@ -1,6 +1,6 @@
 """SinGAN end to end through the real CLI and configs/singan/smoke.yaml."""
 
-import csv
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -8,17 +8,21 @@ import torch
 import yaml
 from PIL import Image
 
-from tests.helpers import REPO, assert_ddp_ranks_agree, fit_run, predict_run, run_cli, run_cli_subprocess
+from tests.helpers import (
+    REPO,
+    assert_ddp_ranks_agree,
+    fit_run,
+    logged_columns,
+    predict_run,
+    run_cli,
+    run_cli_subprocess,
+)
 
 SMOKE = str(REPO / "configs/singan/smoke.yaml")
 
 
-def fit(root: Path, *extra: str) -> Path:
-    return fit_run(SMOKE, root, *extra)
-
-
-def predict(last: Path, root: Path, *extra: str) -> Path:
-    return predict_run(SMOKE, last, root, *extra)
+fit = partial(fit_run, SMOKE)  # fit(root, *extra) -> last.ckpt
+predict = partial(predict_run, SMOKE)  # predict(last, root, *extra) -> predictions folder
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +36,7 @@ def test_fit_writes_checkpoint_logs_and_sample_grids(trained):
     checkpoint = torch.load(last, weights_only=False)
     assert checkpoint["pyramid_progress"]["iteration"] == 50  # 5 scales x 10 iterations
     assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [(12, 14), (15, 17), (19, 21), (23, 26), (28, 32)]
-    rows = list(csv.DictReader(next(root.glob("csv/version_*/metrics.csv")).read_text().splitlines()))
-    logged = set(rows[0])
+    logged = logged_columns(root)
     for term in ("critic_real", "critic_fake", "gradient_penalty", "reconstruction", "adversarial", "noise_amp"):
         assert {f"scale_0/{term}", f"scale_4/{term}"} <= logged
     media = sorted(p.name for p in root.glob("csv/version_*/media/*.png"))

@@ -1,6 +1,6 @@
 """Structural analogy: networks, losses, the pair DataModule, and the method through the real CLI."""
 
-import csv
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,15 @@ from datamodules.image_pair import ImagePairDataModule
 from datamodules.synthetic import pattern_image, write_image
 from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import ScaleGenerator
-from tests.helpers import REPO, assert_ddp_ranks_agree, fit_run, predict_run, run_cli, run_cli_subprocess
+from tests.helpers import (
+    REPO,
+    assert_ddp_ranks_agree,
+    fit_run,
+    logged_columns,
+    predict_run,
+    run_cli,
+    run_cli_subprocess,
+)
 from tests.test_singan_networks import linear_critic
 
 SMOKE = str(REPO / "configs/structural_analogy/smoke.yaml")
@@ -92,12 +100,8 @@ def test_pair_errors_name_the_problem(tmp_path):
 
 
 # ---------------------------------------------------------------------- end to end
-def fit(root: Path, *extra: str) -> Path:
-    return fit_run(SMOKE, root, *extra)
-
-
-def predict(last: Path, root: Path, *extra: str) -> Path:
-    return predict_run(SMOKE, last, root, *extra)
+fit = partial(fit_run, SMOKE)  # fit(root, *extra) -> last.ckpt
+predict = partial(predict_run, SMOKE)  # predict(last, root, *extra) -> predictions folder
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +115,7 @@ def test_fit_writes_checkpoint_logs_and_sample_grids(trained):
     checkpoint = torch.load(last, weights_only=False)
     assert checkpoint["pyramid_progress"]["iteration"] == 40  # 5 scales x 8 iterations
     assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [(14, 14), (18, 18), (22, 22), (27, 27), (32, 32)]
-    rows = list(csv.DictReader(next(root.glob("csv/version_*/metrics.csv")).read_text().splitlines()))
-    logged = set(rows[0])
+    logged = logged_columns(root)
     for domain in "ab":
         for term in ("critic_real", "critic_fake", "critic_translation", "gradient_penalty", "noise_amp"):
             assert {f"scale_0/{domain}_{term}", f"scale_4/{domain}_{term}"} <= logged
