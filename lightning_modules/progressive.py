@@ -112,15 +112,16 @@ class ProgressiveModule(LightningModule):
         return self._noise_rng
 
     # ------------------------------------------------------------------ logging
-    def _log_scalars(self, metrics: dict[str, torch.Tensor], scale: int) -> None:
-        """Send `metrics` to the loggers every `log_every_n_steps` iterations and at each scale's end.
+    def _should_log(self) -> bool:
+        """Every `log_every_n_steps` iterations and at each scale's end."""
+        return self.iteration % self.trainer.log_every_n_steps == 0 or self.stage_finished
 
-        The loggers are called directly, with the pyramid iteration as the step: `self.log`
-        costs about a millisecond per key per call, which is more than a whole iteration of
-        the coarse scales.
+    def _log_scalars(self, metrics: dict[str, torch.Tensor], scale: int) -> None:
+        """Send `metrics` to the loggers, with the pyramid iteration as the step.
+
+        The loggers are called directly: `self.log` costs about a millisecond per key per
+        call, which is more than a whole iteration of the coarse scales.
         """
-        if self.iteration % self.trainer.log_every_n_steps and not self.stage_finished:
-            return
         values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()  # one device sync
         for logger in self.loggers:
             logger.log_metrics(dict(zip(metrics, values)) | {"scale": scale}, step=self.iteration)

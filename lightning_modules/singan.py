@@ -238,7 +238,8 @@ class SinGAN(ProgressiveModule):
         schedulers[2 * scale].step()
         schedulers[2 * scale + 1].step()
         self._finish_iteration([generator])
-        self._log_terms(scale, critic_terms, generator_terms)
+        if self._should_log():
+            self._log_terms(scale, critic_terms, generator_terms)
 
     def _log_terms(self, scale: int, critic_terms: dict, generator_terms: dict) -> None:
         critic_terms = {("critic_loss" if k == "loss" else k): v for k, v in critic_terms.items()}

@@ -259,7 +259,8 @@ class StructuralAnalogy(ProgressiveModule):
             critic.requires_grad_(True)
 
         self._finish_iteration([self.generators[domain][scale] for domain in DOMAINS])
-        self._log_terms(scale, critic_terms, generator_terms)
+        if self._should_log():
+            self._log_terms(scale, critic_terms, generator_terms)
 
     def _log_terms(self, scale: int, critic_terms: dict[str, dict], generator_terms: dict) -> None:
         metrics = {}
