@@ -11,17 +11,15 @@ Layouts read (nothing is downloaded):
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.loaders import ClassificationDataModule, evaluation_loader
+from datamodules.loaders import ClassificationDataModule, StreamedTrainingData, evaluation_loader
 
 SOURCES = ("mnist", "svhn", "handwritten", "textured")
 CHANNELS = {"mnist": 1, "svhn": 3, "handwritten": 1, "textured": 3}
@@ -155,25 +153,7 @@ class DigitsDataModule(ClassificationDataModule):
         self.test_sets = [TensorDataset(*load_domain(hp.source, hp.root, "test"))]
 
 
-class OneShotStream(IterableDataset):
-    """Training batches, each a function of (seed, iteration): a resumed run sees the same ones.
-
-    Phase 1 yields {"b": [batch_size, C_b, 32, 32]}; phase 2 yields {"a": the single A sample,
-    augmented [1, C_a, 32, 32], "b": one random B image [1, C_b, 32, 32]}.
-    """
-
-    def __init__(self, owner: OneShotDigitsDataModule, seed: int, start: int) -> None:
-        self.owner, self.seed, self.start = owner, seed, start
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        iteration = self.start
-        while True:
-            rng = torch.Generator().manual_seed(self.seed * 1_000_003 + iteration)
-            yield self.owner.training_batch(rng)
-            iteration += 1
-
-
-class OneShotDigitsDataModule(LightningDataModule):
+class OneShotDigitsDataModule(StreamedTrainingData):
     """Digit domains A (one sample) and B (all of it) for one-shot translation (spec 2.2).
 
     Args:
@@ -240,12 +220,6 @@ class OneShotDigitsDataModule(LightningDataModule):
             sample = TF.horizontal_flip(sample)
         angle = float((torch.rand((), generator=rng) * 2 - 1) * self.hparams.rotation_degrees)
         return TF.rotate(sample, angle, interpolation=TF.InterpolationMode.BILINEAR, fill=-1.0)
-
-    def train_dataloader(self) -> DataLoader:
-        trainer = self.trainer
-        start = getattr(trainer.lightning_module, "iteration", 0) if trainer else 0
-        seed = self.hparams.sample_seed + (trainer.global_rank if trainer else 0)
-        return DataLoader(OneShotStream(self, seed, start), batch_size=None)
 
     def _evaluation_set(self) -> TensorDataset:
         images, labels = self.source_test

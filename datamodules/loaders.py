@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
+import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 
 def evaluation_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, **kwargs) -> DataLoader:
@@ -41,3 +44,34 @@ class ClassificationDataModule(LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [evaluation_loader(data, self.hparams.batch_size, self.hparams.num_workers) for data in self.test_sets]
+
+
+class BatchStream(IterableDataset):
+    """Training batches forever, batch k drawn by `make_batch` from a generator seeded with (seed, k).
+
+    Each batch is a function of (seed, iteration), so a run resumed at iteration k sees the
+    same batches as an uninterrupted one.
+    """
+
+    def __init__(self, make_batch: Callable[[torch.Generator], dict], seed: int, start: int) -> None:
+        self.make_batch, self.seed, self.start = make_batch, seed, start
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        iteration = self.start
+        while True:
+            yield self.make_batch(torch.Generator().manual_seed(self.seed * 1_000_003 + iteration))
+            iteration += 1
+
+
+class StreamedTrainingData(LightningDataModule):
+    """A DataModule whose training data is an endless, resumable stream of `training_batch(rng)`.
+
+    The stream starts at the LightningModule's `iteration` (restored from a checkpoint before
+    the loader is built), and rank r of a multi-process run uses seed `sample_seed + r`.
+    """
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        start = getattr(trainer.lightning_module, "iteration", 0) if trainer else 0
+        seed = self.hparams.sample_seed + (trainer.global_rank if trainer else 0)
+        return DataLoader(BatchStream(self.training_batch, seed, start), batch_size=None)

@@ -12,12 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.digits import OneShotStream
-from datamodules.loaders import evaluation_loader
+from datamodules.loaders import StreamedTrainingData, evaluation_loader
 from datamodules.single_image import IMAGE_SUFFIXES, load_image
 
 
@@ -45,7 +43,7 @@ class ResizedImages(Dataset):
         return index, image.clamp(-1, 1), -1
 
 
-class UnpairedFoldersDataModule(LightningDataModule):
+class UnpairedFoldersDataModule(StreamedTrainingData):
     """One A image and all of B, with the CycleGAN augmentation at every step.
 
     Args:
@@ -112,12 +110,6 @@ class UnpairedFoldersDataModule(LightningDataModule):
         if hp.phase == 2:
             batch["a"] = self.augment(self.sample, rng)[None]
         return batch
-
-    def train_dataloader(self) -> DataLoader:
-        trainer = self.trainer
-        start = getattr(trainer.lightning_module, "iteration", 0) if trainer else 0
-        seed = self.hparams.sample_seed + (trainer.global_rank if trainer else 0)
-        return DataLoader(OneShotStream(self, seed, start), batch_size=None)
 
     def _evaluation_loader(self, files: list[Path]) -> DataLoader:
         dataset = ResizedImages(files, self.hparams.crop_size)

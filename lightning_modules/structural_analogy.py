@@ -29,17 +29,13 @@ from torch.optim import Adam
 
 from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.losses import StructuralAnalogyLoss
-from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, run_pyramid, scale_width
+from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, rgb_noise, run_pyramid, scale_width
 from lightning_modules.networks.resize import Shape, resize
 from lightning_modules.progressive import ProgressiveModule
 
 DOMAINS = ("a", "b")
 OTHER = {"a": "b", "b": "a"}
-
-
-def gaussian(batch: int, shape: Shape, rng: torch.Generator) -> torch.Tensor:
-    """3-channel unit Gaussian noise [B, 3, H, W] on the generator's device (every scale, s = 0 included)."""
-    return torch.randn(batch, 3, *shape, generator=rng, device=rng.device)
+# Unlike SinGAN, every scale, the coarsest included, gets RGB noise (rgb_noise).
 
 
 class StructuralAnalogy(ProgressiveModule):
@@ -131,14 +127,14 @@ class StructuralAnalogy(ProgressiveModule):
         """Upsampled output of the domain's frozen scales below `scale`, from fresh noise (zeros at 0)."""
         if scale == 0:
             return torch.zeros(1, 3, *self.shapes[0], device=self.device)
-        inputs = [self.noise_amp(domain, s) * gaussian(1, self.shapes[s], rng) for s in range(scale)]
+        inputs = [self.noise_amp(domain, s) * rgb_noise(1, self.shapes[s], rng) for s in range(scale)]
         return resize(run_pyramid(self.generators[domain], inputs, self.shapes), self.shapes[scale])
 
     @torch.no_grad()
     def _rec_prev(self, domain: str, scale: int, rng: torch.Generator) -> torch.Tensor:
         """The reconstruction's input at `scale`: fresh unit noise z at scale 0, mapped by the frozen
         scales without added noise (G(x, x) in the official code), upsampled."""
-        z = gaussian(1, self.shapes[0], rng)
+        z = rgb_noise(1, self.shapes[0], rng)
         if scale == 0:
             return z
         return resize(run_pyramid(self.generators[domain], [None] * scale, self.shapes, prev=z), self.shapes[scale])
@@ -162,7 +158,7 @@ class StructuralAnalogy(ProgressiveModule):
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         first_scale = inject_scale if inject is not None else 0
         inputs = [
-            self.noise_amp(domain, s) * torch.cat([gaussian(1, self.shapes[s], g) for g in generators]).to(self.device)
+            self.noise_amp(domain, s) * torch.cat([rgb_noise(1, self.shapes[s], g) for g in generators]).to(self.device)
             for s in range(first_scale, last_scale + 1)
         ]
         prev = resize(inject.to(self.device), self.shapes[first_scale]) if inject is not None else None
@@ -221,7 +217,7 @@ class StructuralAnalogy(ProgressiveModule):
         outputs = {}
         for domain, generator in generators.items():
             amp = 1.0 if scale == 0 else self.noise_amp(domain, scale)  # scale 0 trains on unit noise
-            noise = amp * gaussian(1, self.shapes[scale], rng)
+            noise = amp * rgb_noise(1, self.shapes[scale], rng)
             fake = generator(noise, self._random_prev(domain, scale, rng))
             outputs[domain] = {"fake": fake, "reconstruction": generator(None, self._rec_prev(domain, scale, rng))}
         for domain, generator in generators.items():

@@ -119,11 +119,14 @@ def coarsest_noise(batch: int, shape: Shape, generator: torch.Generator | None) 
     return torch.randn(batch, 1, *shape, generator=generator, device=device).expand(-1, 3, -1, -1).contiguous()
 
 
-def scale_noise(scale: int, batch: int, shape: Shape, generator: torch.Generator) -> torch.Tensor:
-    """Unit Gaussian noise [B, 3, H, W] for `scale` (grayscale at the coarsest scale), on the generator's device."""
-    if scale == 0:
-        return coarsest_noise(batch, shape, generator)
+def rgb_noise(batch: int, shape: Shape, generator: torch.Generator) -> torch.Tensor:
+    """3-channel unit Gaussian noise [B, 3, H, W] on the generator's device."""
     return torch.randn(batch, 3, *shape, generator=generator, device=generator.device)
+
+
+def scale_noise(scale: int, batch: int, shape: Shape, generator: torch.Generator) -> torch.Tensor:
+    """SinGAN's unit Gaussian noise [B, 3, H, W] for `scale`: grayscale at the coarsest scale, RGB above."""
+    return coarsest_noise(batch, shape, generator) if scale == 0 else rgb_noise(batch, shape, generator)
 
 
 def run_pyramid(
