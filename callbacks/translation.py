@@ -1,10 +1,15 @@
 """How well translations keep their content, measured by a classifier of the target domain.
 
 The LightningModule's `validation_step` / `test_step` returns {"translations": images of the
-target domain [B, C, H, W], "labels": the source images' labels [B]} (or nothing while it
+target domain [B, C, H, W], "labels": the labels they should get [B]} (or nothing while it
 has no translation to evaluate). A classifier trained on the target domain labels the
 translations; the accuracy (one-shot translation's "translation accuracy") is a sum over
 the whole set, so it is exact under DDP with an unpadded evaluation sampler.
+
+Two extensions: translations [B, K, C, H, W] are K translations of each source (with
+different guides), whose class probabilities are averaged before the decision
+(marginalised); and dicts {name: images} / {name: labels} are several translation sets,
+each logged as `<stage>/<name>_accuracy` (for example both directions of a domain pair).
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ class TranslationAccuracy(SetMetric):
     def __init__(self, classifier: nn.Module, checkpoint: str | None = None, num_classes: int = 10) -> None:
         self.classifier = classifier
         self.checkpoint = checkpoint
-        self.metric = MulticlassAccuracy(num_classes, average="micro")
+        self.num_classes = num_classes
+        self.metrics: dict[str, MulticlassAccuracy] = {}
         self.last: dict[str, float] = {}
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -61,16 +67,31 @@ class TranslationAccuracy(SetMetric):
 
     def _start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.classifier.to(pl_module.device)
-        self.metric.to(pl_module.device).reset()
+        self.device = pl_module.device
+        self.metrics = {}
 
     @torch.no_grad()
     def _update(self, outputs: Any) -> None:
-        if isinstance(outputs, dict) and "translations" in outputs:
-            self.metric.update(self.classifier(outputs["translations"]), outputs["labels"])
+        if not (isinstance(outputs, dict) and "translations" in outputs):
+            return
+        translations, labels = outputs["translations"], outputs["labels"]
+        if not isinstance(translations, dict):
+            translations, labels = {"translation": translations}, {"translation": labels}
+        for name, images in translations.items():
+            if name not in self.metrics:
+                self.metrics[name] = MulticlassAccuracy(self.num_classes, average="micro").to(self.device)
+            self.metrics[name].update(self._probabilities(images), labels[name])
+
+    def _probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [B, classes], averaged over the K translations of a [B, K, C, H, W] batch."""
+        if images.dim() == 4:
+            return self.classifier(images).softmax(dim=1)
+        return self.classifier(images.flatten(0, 1)).softmax(dim=1).unflatten(0, images.shape[:2]).mean(dim=1)
 
     def _finish(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.metric.update_count == 0:
-            return
-        accuracy = self.metric.compute()  # all-reduces the counts on every process
-        self.last = {f"{stage}/translation_accuracy": accuracy.item()}
-        pl_module.log(f"{stage}/translation_accuracy", accuracy.to(pl_module.device), sync_dist=False)
+        self.last = {}
+        for name, metric in sorted(self.metrics.items()):  # the same order on every process
+            key = f"{stage}/{name}_accuracy"
+            accuracy = metric.compute()  # all-reduces the counts on every process
+            self.last[key] = accuracy.item()
+            pl_module.log(key, accuracy.to(pl_module.device), sync_dist=False)

@@ -237,3 +237,73 @@ class OneShotDigitsDataModule(StreamedTrainingData):
         images = torch.cat([self.sample, images])
         labels = torch.cat([torch.tensor([self.sample_label]), labels])
         return DataLoader(TensorDataset(torch.arange(len(images)), images, labels), batch_size=64)
+
+
+class DigitDomains(StreamedTrainingData):
+    """Two unlabelled digit domains for domain intersection/difference (spec section 2; the
+    paper's MNIST -> SVHN domain adaptation), every image as 3 channels.
+
+    Training batches are {"a": [B, 3, 32, 32], "b": [B, 3, 32, 32]}, drawn without
+    replacement within a batch; labels are never used in training. Evaluation pairs the
+    i-th A test image with the i-th B test image (its guide) and carries A's label, which a
+    classifier of B must find in the translation: {"a", "b", "a_labels", "index"}.
+
+    Args:
+        domain_a: the source domain: "mnist", "svhn", "handwritten" or "textured".
+        domain_b: the target domain.
+        root_a: MNIST/SVHN directory of A.
+        root_b: MNIST/SVHN directory of B.
+        batch_size: images per domain per step (32).
+        sample_seed: seed of the training batches (rank r adds r).
+        eval_batch_size: batch size of the evaluation loaders.
+        num_eval: A test images evaluated (None: all); B guides repeat when B has fewer.
+    """
+
+    def __init__(
+        self,
+        domain_a: str = "mnist",
+        domain_b: str = "svhn",
+        root_a: str | None = None,
+        root_b: str | None = None,
+        batch_size: int = 32,
+        sample_seed: int = 0,
+        eval_batch_size: int = 256,
+        num_eval: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train = {d: _rgb(load_domain(source, root, "train")[0])
+                      for d, source, root in (("a", domain_a, root_a), ("b", domain_b, root_b))}  # fmt: skip
+        for domain, images in self.train.items():
+            if len(images) < batch_size:
+                raise ValueError(
+                    f"domain {domain} has {len(images)} training images, fewer than batch_size={batch_size}"
+                )
+
+    def training_batch(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        size = self.hparams.batch_size
+        return {d: images[torch.randperm(len(images), generator=rng)[:size]] for d, images in self.train.items()}
+
+    def _evaluation_set(self) -> TensorDataset:
+        hp = self.hparams
+        images_a, labels_a = load_domain(hp.domain_a, hp.root_a, "test")
+        images_b = _rgb(load_domain(hp.domain_b, hp.root_b, "test")[0])
+        count = len(images_a) if hp.num_eval is None else min(hp.num_eval, len(images_a))
+        guides = images_b[torch.arange(count) % len(images_b)]
+        return TensorDataset(_rgb(images_a[:count]), guides, labels_a[:count], torch.arange(count))
+
+    def val_dataloader(self) -> DataLoader:
+        return evaluation_loader(self._evaluation_set(), self.hparams.eval_batch_size, collate_fn=_pair_batch)
+
+    test_dataloader = val_dataloader
+    predict_dataloader = val_dataloader
+
+
+def _rgb(images: torch.Tensor) -> torch.Tensor:
+    """[N, 1 or 3, H, W] -> [N, 3, H, W] (grayscale replicated)."""
+    return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images
+
+
+def _pair_batch(items: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
+    a, b, labels, index = (torch.stack(column) for column in zip(*items))
+    return {"a": a, "b": b, "a_labels": labels, "index": index}

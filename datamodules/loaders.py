@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 
 def evaluation_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, **kwargs) -> DataLoader:
@@ -50,17 +50,21 @@ class BatchStream(IterableDataset):
     """Training batches forever, batch k drawn by `make_batch` from a generator seeded with (seed, k).
 
     Each batch is a function of (seed, iteration), so a run resumed at iteration k sees the
-    same batches as an uninterrupted one.
+    same batches as an uninterrupted one. With W loader workers, worker w makes batches
+    w, w + W, ...; the DataLoader takes them from its workers in turn, so the order (and
+    every batch) is the same for any number of workers.
     """
 
     def __init__(self, make_batch: Callable[[torch.Generator], dict], seed: int, start: int) -> None:
         self.make_batch, self.seed, self.start = make_batch, seed, start
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        iteration = self.start
+        worker = get_worker_info()
+        offset, stride = (worker.id, worker.num_workers) if worker else (0, 1)
+        iteration = self.start + offset
         while True:
             yield self.make_batch(torch.Generator().manual_seed(self.seed * 1_000_003 + iteration))
-            iteration += 1
+            iteration += stride
 
 
 class StreamedTrainingData(LightningDataModule):
@@ -68,10 +72,14 @@ class StreamedTrainingData(LightningDataModule):
 
     The stream starts at the LightningModule's `iteration` (restored from a checkpoint before
     the loader is built), and rank r of a multi-process run uses seed `sample_seed + r`.
+    A `num_workers` hyper-parameter, when the subclass has one, makes batches in that many
+    worker processes (same batches, same order).
     """
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         start = getattr(trainer.lightning_module, "iteration", 0) if trainer else 0
         seed = self.hparams.sample_seed + (trainer.global_rank if trainer else 0)
-        return DataLoader(BatchStream(self.training_batch, seed, start), batch_size=None)
+        workers = self.hparams.get("num_workers", 0)
+        stream = BatchStream(self.training_batch, seed, start)
+        return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=workers > 0)

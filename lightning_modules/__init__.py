@@ -1,8 +1,9 @@
 """LightningModules, one file per method."""
 
 from lightning_modules.classifier import ImageClassifier
+from lightning_modules.domain_intersection import DomainIntersectionDifference
 from lightning_modules.one_shot_translation import OneShotTranslation
 from lightning_modules.singan import SinGAN
 from lightning_modules.structural_analogy import StructuralAnalogy
 
-__all__ = ["ImageClassifier", "OneShotTranslation", "SinGAN", "StructuralAnalogy"]
+__all__ = ["DomainIntersectionDifference", "ImageClassifier", "OneShotTranslation", "SinGAN", "StructuralAnalogy"]

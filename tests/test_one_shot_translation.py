@@ -179,12 +179,16 @@ class ConstantLogits(torch.nn.Module):
         return torch.nn.functional.one_hot(images.mean(dim=(1, 2, 3)).gt(0).long() * 3, 10).float()
 
 
-def test_translation_accuracy_counts_correct_labels():
+def test_translation_accuracy_counts_correct_labels_per_set_and_marginalises_guides():
     callback = TranslationAccuracy(classifier=ConstantLogits())
-    callback.metric.update(
-        callback.classifier(torch.stack([torch.ones(3, 4, 4), -torch.ones(3, 4, 4)])), torch.tensor([3, 3])
-    )
-    assert callback.metric.compute().item() == 0.5
+    callback.device = torch.device("cpu")
+    bright, dark = torch.ones(3, 4, 4), -torch.ones(3, 4, 4)  # classified 3 and 0
+    callback._update({"translations": torch.stack([bright, dark]), "labels": torch.tensor([3, 3])})
+    assert callback.metrics["translation"].compute().item() == 0.5
+    # three guided translations per source: the majority of the averaged probabilities decides
+    guided = torch.stack([torch.stack([bright, bright, dark]), torch.stack([dark, dark, bright])])
+    callback._update({"translations": {"a_to_b": guided}, "labels": {"a_to_b": torch.tensor([3, 0])}})
+    assert callback.metrics["a_to_b"].compute().item() == 1.0  # one vote per translation would give 4/6
 
 
 def test_gram_and_distances_by_hand():

@@ -1,0 +1,280 @@
+"""Domain intersection and domain difference, DID (Benaim et al., ICCV 2019; spec section 2).
+
+Two unpaired domains share some content and each has content of its own (smiles in A,
+glasses in B). A common encoder E_c, separate encoders E_A and E_B and one decoder G learn
+a code [common | A-part | B-part]: an A image is G(E_c(a), E_A(a), 0), a B image
+G(E_c(b), 0, E_B(b)). A critic on the common code keeps it free of the domain, and the zero
+loss keeps each separate encoder silent on the other domain. One iteration (spec 2.4): the
+autoencoder step on a batch of A and a batch of B, then the critic step on the updated codes.
+
+After training the code can be recombined: A -> B guided by any b, B -> A guided by any a,
+the intersection G(E_c(x), 0, 0), the union G(E_c(x), E_A(a), E_B(b)), and interpolations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch.optim import Adam, Optimizer
+from torchvision.utils import make_grid
+
+from lightning_modules.distributed import broadcast_buffers
+from lightning_modules.networks.disentangle import CodeCritic, IntersectionAutoencoder, IntersectionDifferenceLoss
+
+# predict writes these images for every test pair (a, b), in this order
+PREDICTION_KINDS = ("a", "b", "a_to_b", "b_to_a", "a_intersection", "b_intersection", "a_union", "b_union",
+                    "a_part", "b_part")  # fmt: skip
+
+
+class DomainIntersectionDifference(LightningModule):
+    """Learn what two image domains share and what each adds, and recombine the parts.
+
+    Args:
+        image_size: side R of the square images (128).
+        depth: stride-2 layers of the encoders and the decoder (6 at 128 px: a 2x2 code).
+        code_channels: channels of the whole code (512).
+        separate_channels: channels of each separate part (25).
+        common_layer2_norm: InstanceNorm after the common encoder's 2nd layer (the architecture's
+            intent); False reproduces the official code, which misses it.
+        rec_weight: weight of the reconstructions (1).
+        zero_weight: weight of the zero loss (1).
+        confusion_weight: weight of the domain-confusion term (0.001); 0 disables the critic.
+        confusion_target: the encoders' confusion targets: "flip" (each domain towards the
+            other's label), "half" (0.5 for both) or "official" (both towards B's label, as the
+            official code).
+        lr: Adam learning rate of the autoencoder (2e-4).
+        critic_lr: Adam learning rate of the critic (2e-4).
+        betas: Adam betas of both optimizers.
+        clip_norm: each optimizer's gradients are clipped to this global L2 norm (5).
+        iterations: training iterations (the official default: 1,250,000).
+        guides_per_image: evaluation translates every A test image with this many B guides
+            (the test batch's B images, rolled); a classifier averages its class probabilities
+            over them (the paper's domain adaptation marginalises over guides).
+        interpolation_steps: side of the interpolation grids that `predict` writes.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 128,
+        depth: int = 6,
+        code_channels: int = 512,
+        separate_channels: int = 25,
+        common_layer2_norm: bool = True,
+        rec_weight: float = 1.0,
+        zero_weight: float = 1.0,
+        confusion_weight: float = 0.001,
+        confusion_target: str = "flip",
+        lr: float = 2e-4,
+        critic_lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        clip_norm: float = 5.0,
+        iterations: int = 1_250_000,
+        guides_per_image: int = 1,
+        interpolation_steps: int = 5,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        if image_size % 2**depth:
+            raise ValueError(f"image_size={image_size} is not divisible by 2^depth={2**depth}")
+        self.autoencoder = IntersectionAutoencoder(depth, code_channels, separate_channels, common_layer2_norm)
+        common_features = (code_channels - 2 * separate_channels) * (image_size // 2**depth) ** 2
+        self.code_critic = CodeCritic(common_features)
+        self.loss = IntersectionDifferenceLoss(rec_weight, zero_weight, confusion_weight, confusion_target)
+        self.iteration = 0
+
+    def configure_optimizers(self) -> list[Adam]:
+        """[autoencoder (E_c, E_A, E_B, G), critic], in the order of their updates."""
+        hp = self.hparams
+        return [
+            Adam(self.autoencoder.parameters(), lr=hp.lr, betas=tuple(hp.betas)),
+            Adam(self.code_critic.parameters(), lr=hp.critic_lr, betas=tuple(hp.betas)),
+        ]
+
+    @property
+    def total_iterations(self) -> int:
+        return self.hparams.iterations
+
+    @property
+    def progress_description(self) -> str:
+        return f"step {self.iteration}/{self.hparams.iterations}"
+
+    def on_train_start(self) -> None:
+        if self.iteration >= self.hparams.iterations:
+            self.trainer.should_stop = True
+
+    # ------------------------------------------------------------------ the operations of spec 2.6
+    def translate_a_to_b(self, a: torch.Tensor, guides_b: torch.Tensor) -> torch.Tensor:
+        """G(E_c(a), 0, E_B(b)): a's A-part removed, the guide b's B-part imported [B, 3, R, R]."""
+        ae = self.autoencoder
+        return ae.decode(ae.common_encoder(a), None, ae.separate_encoders["b"](guides_b))
+
+    def translate_b_to_a(self, b: torch.Tensor, guides_a: torch.Tensor) -> torch.Tensor:
+        """G(E_c(b), E_A(a), 0)."""
+        ae = self.autoencoder
+        return ae.decode(ae.common_encoder(b), ae.separate_encoders["a"](guides_a), None)
+
+    def intersection(self, images: torch.Tensor) -> torch.Tensor:
+        """G(E_c(x), 0, 0): the content both domains share, with neither domain's own part."""
+        return self.autoencoder.decode(self.autoencoder.common_encoder(images))
+
+    def union(self, images: torch.Tensor, guides_a: torch.Tensor, guides_b: torch.Tensor) -> torch.Tensor:
+        """G(E_c(x), E_A(a), E_B(b)): both domains' parts at once (never seen in training)."""
+        ae = self.autoencoder
+        parts = ae.separate_encoders["a"](guides_a), ae.separate_encoders["b"](guides_b)
+        return ae.decode(ae.common_encoder(images), *parts)
+
+    def separate_part(self, images: torch.Tensor, domain: str) -> torch.Tensor:
+        """G(0, E_A(x), 0) or G(0, 0, E_B(x)): a separate part rendered alone."""
+        part = self.autoencoder.separate_encoders[domain](images)
+        return self.autoencoder.decode(None, part, None) if domain == "a" else self.autoencoder.decode(None, None, part)
+
+    def interpolation_grid(
+        self, fixed: str, a: torch.Tensor, b: torch.Tensor, steps: int | None = None
+    ) -> torch.Tensor:
+        """A steps x steps grid [steps^2, 3, R, R] of decoded codes mixed bilinearly (spec 2.6).
+
+        From two A images `a` [2, 3, R, R] and two B images `b`: every slot of the code moves
+        between its two images' values (common: a_0 -> a_1, A-part: a_0 -> a_1, B-part:
+        b_0 -> b_1) except the `fixed` one ("common", "a" or "b"), which keeps the first's.
+        fixed="common": A-part down the rows, B-part across; fixed="a" or "b": the common
+        code down the rows and the remaining separate part across.
+        """
+        steps = steps or self.hparams.interpolation_steps
+        ae = self.autoencoder
+        ends = {"common": ae.common_encoder(a), "a": ae.separate_encoders["a"](a), "b": ae.separate_encoders["b"](b)}
+        moving = [slot for slot in ends if slot != fixed]  # [down the rows, across the columns]
+        t = torch.linspace(0, 1, steps, device=a.device)
+        weights = {
+            fixed: torch.zeros_like(t).repeat(steps),
+            moving[0]: t.repeat_interleave(steps),
+            moving[1]: t.repeat(steps),
+        }
+        codes = [
+            torch.lerp(
+                ends[s][0].expand(steps**2, -1, -1, -1),
+                ends[s][1].expand(steps**2, -1, -1, -1),
+                weights[s][:, None, None, None],
+            )
+            for s in ("common", "a", "b")
+        ]
+        return ae.decode(*codes)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Spec 2.4: the autoencoder step, then the critic step on the updated common codes."""
+        autoencoder_optimizer, critic_optimizer = self.optimizers()
+        ae, critic = self.autoencoder, self.code_critic
+        images = {"a": batch["a"], "b": batch["b"]}
+        codes = {d: ae.encode(x) for d, x in images.items()}
+        reconstructions = {
+            "a": ae.decode(codes["a"].common, codes["a"].a, None),
+            "b": ae.decode(codes["b"].common, None, codes["b"].b),
+        }
+        critic.requires_grad_(False)  # the confusion term moves the encoders only
+        terms = self.loss.autoencoder(images, reconstructions, codes, critic)
+        critic.requires_grad_(True)
+        self._step(autoencoder_optimizer, terms.pop("loss"), ae)
+        if self.loss.confusion_weight > 0:
+            with torch.no_grad():
+                common = {d: ae.common_encoder(x) for d, x in images.items()}
+            terms["critic"] = self.loss.critic(critic(common["a"]), critic(common["b"]))
+            self._step(critic_optimizer, terms["critic"], critic)
+        self._finish_iteration(terms)
+
+    def _step(self, optimizer: Optimizer, loss: torch.Tensor, network: torch.nn.Module) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_norm, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def _finish_iteration(self, terms: dict[str, torch.Tensor]) -> None:
+        self.iteration += 1
+        if self.iteration >= self.hparams.iterations:
+            self.trainer.should_stop = True
+            broadcast_buffers(self)  # spectral norm's power-iteration vectors follow each process's data
+        if self.iteration % self.trainer.log_every_n_steps == 0:
+            values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one device sync
+            for logger in self.loggers:
+                logger.log_metrics({f"train/{k}": v for k, v in zip(terms, values)}, step=self.iteration)
+
+    # ------------------------------------------------------------------ evaluation
+    def _guided_translations(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """A -> B of every a with `guides_per_image` guides: [B, K, 3, R, R], guide k = b rolled by k."""
+        guides = range(min(self.hparams.guides_per_image, len(b)))
+        return torch.stack([self.translate_a_to_b(a, b.roll(k, dims=0)) for k in guides], dim=1)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        """Reconstruction errors, and the translations that the accuracy callback classifies.
+
+        With labelled A images ("a_labels", digits) the classifier must find a's class in its
+        translations to B (domain adaptation); otherwise membership: A -> B translations
+        should be classified as B (label 1) and B -> A as A (label 0).
+        """
+        a, b = batch["a"], batch["b"]
+        codes = {d: self.autoencoder.encode(x) for d, x in (("a", a), ("b", b))}
+        errors = {
+            "val/rec_a": (self.autoencoder.decode(codes["a"].common, codes["a"].a, None) - a).abs().mean(),
+            "val/rec_b": (self.autoencoder.decode(codes["b"].common, None, codes["b"].b) - b).abs().mean(),
+        }
+        self.log_dict(errors, sync_dist=True)
+        a_to_b = self._guided_translations(a, b)
+        if "a_labels" in batch:
+            return {"translations": a_to_b, "labels": batch["a_labels"]}
+        b_to_a = self.translate_b_to_a(b, a.roll(1, dims=0))
+        return {
+            "translations": {"a_to_b": a_to_b, "b_to_a": b_to_a},
+            "labels": {"a_to_b": torch.ones_like(batch["index"]), "b_to_a": torch.zeros_like(batch["index"])},
+        }
+
+    test_step = validation_step
+
+    def fidelity_images(self, batch: dict[str, torch.Tensor], batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """FID/KID hook: real B test images and A -> B translations (guided by another test b)."""
+        return batch["b"], self.translate_a_to_b(batch["a"], batch["b"].roll(1, dims=0)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def preview_images(self, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Rows of the logged grid for the first test pairs: a, b, A -> B, B -> A, a's intersection, a's union."""
+        batch = next(iter(self.trainer.datamodule.val_dataloader()))
+        a, b = batch["a"][:num_samples].to(self.device), batch["b"][:num_samples].to(self.device)
+        was_training = self.training
+        self.eval()
+        previews = {
+            "a_b": torch.cat([a, b]),
+            "translations": torch.cat([self.translate_a_to_b(a, b), self.translate_b_to_a(b, a)]),
+            "intersection_union": torch.cat([self.intersection(a), self.union(a, a, b)]),
+        }
+        self.train(was_training)
+        return {name: images.clamp(-1, 1) for name, images in previews.items()}
+
+    # ------------------------------------------------------------------ predict
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        """Every operation on each pair (a_i, b_i), written as `<i>_<kind>.png` (PREDICTION_KINDS),
+        and, for the first batch, the three interpolation grids."""
+        a, b = batch["a"], batch["b"]
+        rows = [
+            a, b, self.translate_a_to_b(a, b), self.translate_b_to_a(b, a),
+            self.intersection(a), self.intersection(b), self.union(a, a, b), self.union(b, a, b),
+            self.separate_part(a, "a"), self.separate_part(b, "b"),
+        ]  # fmt: skip
+        names = [f"{index:05d}_{kind}" for index in batch["index"].tolist() for kind in PREDICTION_KINDS]
+        prediction = {"images": torch.stack(rows, dim=1).flatten(0, 1).clamp(-1, 1), "names": names}
+        if batch_idx == 0 and len(a) >= 2:
+            steps = self.hparams.interpolation_steps
+            prediction["extras"] = {
+                f"interpolation_fixed_{fixed}": make_grid(
+                    self.interpolation_grid(fixed, a[:2], b[:2]).clamp(-1, 1), nrow=steps, pad_value=1.0
+                )
+                for fixed in ("common", "a", "b")
+            }
+        return prediction
+
+    # ------------------------------------------------------------------ checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["did_progress"] = {"iteration": self.iteration}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.iteration = checkpoint.get("did_progress", {}).get("iteration", 0)
