@@ -1,5 +1,6 @@
 """DataModules, one file per data family."""
 
+from datamodules.celeba import CelebAAttributeDomains, CelebADomainLabels, FolderDomains, TwoDomainDataModule
 from datamodules.cifar import CIFARDataModule
 from datamodules.digits import DigitsDataModule, OneShotDigitsDataModule
 from datamodules.image_folders import ImageFolderDataModule
@@ -8,6 +9,10 @@ from datamodules.single_image import SingleImageDataModule
 from datamodules.unpaired_folders import UnpairedFoldersDataModule
 
 __all__ = [
+    "CelebAAttributeDomains",
+    "CelebADomainLabels",
+    "FolderDomains",
+    "TwoDomainDataModule",
     "CIFARDataModule",
     "DigitsDataModule",
     "OneShotDigitsDataModule",

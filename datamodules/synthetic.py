@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+import torch
+from PIL import Image, ImageDraw
 
 
 def pattern_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -179,3 +180,261 @@ def write_analogy_pair(directory: str | Path, size: int = 32, seed: int = 0) -> 
         for index, (name, palette) in enumerate(zip("ab", ANALOGY_PALETTES))
     ]
     return paths[0], paths[1]
+
+
+# Synthetic faces in the CelebA on-disk layout, with planted factors and a pixel oracle for them.
+
+FACE_WIDTH, FACE_HEIGHT = 178, 218  # the size of img_align_celeba's images
+FACE_CROP_TOP = (FACE_HEIGHT - FACE_WIDTH) // 2  # a 178x178 centre crop keeps rows 20..197
+FACE_HAIR_COLOURS = ("black", "blond", "brown", "gray")
+FACE_BACKGROUNDS = ("blue", "green", "purple", "orange")
+FACE_POSES = ("left", "centre", "right")
+FACE_POSE_OFFSET = 16  # columns the head moves left or right of the image centre
+FACE_FACTORS = ("eyeglasses", "smiling", "mustache", "male", "hair", "background", "pose")
+_HAIR_RGB = np.array([[35, 30, 28], [230, 200, 110], [125, 75, 40], [165, 165, 165]], dtype=np.float64)
+_BACKGROUND_RGB = np.array([[50, 90, 200], [50, 160, 70], [130, 60, 160], [240, 150, 40]], dtype=np.float64)
+_SKIN_RGB = np.array([232, 190, 160], dtype=np.float64)
+_DARK_RGB = (25, 25, 35)  # lenses and frames
+_MUSTACHE_RGB = (50, 35, 25)
+_LIPS_RGB = (200, 35, 45)
+_CENTRE_X, _CENTRE_Y = FACE_WIDTH / 2, 118  # the head's centre for the centre pose
+_HEAD_RX, _HEAD_RY = 50, 64
+_EYE_DX, _EYE_Y, _LENS_RADIUS = 21, 104, 15
+_MUSTACHE_TOP, _MUSTACHE_BOTTOM, _MOUTH_Y = 136, 149, 158
+
+# Oracle regions (x0, x1, y0, y1) in full-image pixels; x relative to the head's centre column.
+_FACE_REGIONS = {
+    "forehead": (-18, 18, 66, 84),  # bare skin: the reference the other regions are compared with
+    "eyes": (-34, 34, 96, 112),
+    "mustache": (-16, 16, 139, 146),
+    "mouth": (-22, 22, 161, 173),
+    "hair": (-18, 18, 34, 48),
+}
+
+
+def sample_face_factors(count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Independent factors of `count` faces: bool eyeglasses/smiling/male/mustache/young, int hair,
+    background (palette indices) and pose (0 left, 1 centre, 2 right). A mustache needs `male`."""
+    factors = {name: rng.random(count) < 0.5 for name in ("eyeglasses", "smiling", "male")}
+    factors["mustache"] = factors["male"] & (rng.random(count) < 0.5)
+    factors["hair"] = rng.integers(len(FACE_HAIR_COLOURS), size=count)
+    factors["background"] = rng.integers(len(FACE_BACKGROUNDS), size=count)
+    factors["pose"] = rng.integers(len(FACE_POSES), size=count)
+    factors["young"] = rng.random(count) < 0.5
+    return factors
+
+
+def draw_face(factors: dict[str, int | bool], rng: np.random.Generator) -> np.ndarray:
+    """One face [218, 178, 3] uint8 with the given factors (the keys of `sample_face_factors`).
+
+    Every part lies inside the 178x178 centre crop and is large enough to read at 32x32,
+    cropped or squashed; `rng` adds small size, position and colour jitter plus pixel grain.
+    """
+
+    def colour(rgb: np.ndarray, spread: float) -> tuple[int, int, int]:
+        return tuple(int(v) for v in np.clip(rgb + rng.uniform(-spread, spread, size=3), 0, 255).round())
+
+    background, skin = colour(_BACKGROUND_RGB[factors["background"]], 8), colour(_SKIN_RGB, 10)
+    hair = colour(_HAIR_RGB[factors["hair"]], 8)
+    cx = _CENTRE_X + (int(factors["pose"]) - 1) * FACE_POSE_OFFSET + rng.uniform(-1.5, 1.5)
+    dy = rng.uniform(-2, 2)  # moves every part vertically
+    rx, ry = _HEAD_RX + rng.uniform(-3, 3), _HEAD_RY + rng.uniform(-3, 3)
+    cy = _CENTRE_Y + dy
+    image = Image.new("RGB", (FACE_WIDTH, FACE_HEIGHT), background)
+    draw = ImageDraw.Draw(image)
+    if not factors["male"]:  # long hair falling beside the face
+        draw.rounded_rectangle((cx - rx - 9, cy - 40, cx + rx + 9, cy + 52), radius=14, fill=hair)
+    draw.ellipse((cx - rx - 6, cy - ry - 30, cx + rx + 6, cy + 32), fill=hair)  # the cap above the head
+    draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=skin)
+    eye_y = _EYE_Y + dy
+    for side in (-1, 1):
+        ex = cx + side * _EYE_DX
+        draw.ellipse((ex - 6, eye_y - 4, ex + 6, eye_y + 4), fill=(250, 250, 250))
+        draw.ellipse((ex - 3, eye_y - 3, ex + 3, eye_y + 3), fill=(40, 30, 30))
+    if factors["eyeglasses"]:
+        for side in (-1, 1):
+            ex, r = cx + side * _EYE_DX, _LENS_RADIUS
+            draw.ellipse((ex - r, eye_y - r, ex + r, eye_y + r), fill=_DARK_RGB)
+            draw.line((ex + side * r, eye_y - 2, cx + side * (rx - 1), eye_y - 4), fill=_DARK_RGB, width=3)
+        draw.rectangle((cx - _EYE_DX + 10, eye_y - 3, cx + _EYE_DX - 10, eye_y + 3), fill=_DARK_RGB)
+    if factors["mustache"]:
+        top, bottom = _MUSTACHE_TOP + dy, _MUSTACHE_BOTTOM + dy
+        draw.rounded_rectangle((cx - 22, top, cx + 22, bottom), radius=5, fill=_MUSTACHE_RGB)
+    mouth_y = _MOUTH_Y + dy
+    if factors["smiling"]:  # an open smile: the lower half of an ellipse
+        draw.chord((cx - 26, mouth_y - 18, cx + 26, mouth_y + 18), 0, 180, fill=_LIPS_RGB)
+    else:
+        draw.line((cx - 12, mouth_y + 2, cx + 12, mouth_y + 2), fill=(110, 55, 50), width=3)
+    pixels = np.asarray(image, dtype=np.float64) + rng.normal(0, 3, size=(FACE_HEIGHT, FACE_WIDTH, 3))
+    return np.clip(pixels, 0, 255).round().astype(np.uint8)
+
+
+def face_attributes(factors: dict[str, np.ndarray]) -> np.ndarray:
+    """The CelebA attribute values [N, 40] in {-1, 1} that the planted factors imply.
+
+    Eyeglasses, Smiling, Male, Mustache (then No_Beard -1), one hair colour and Young
+    (random, not drawn) are set; every other attribute is -1.
+    """
+    from datamodules.celeba import CELEBA_ATTRIBUTES
+
+    column = {name: index for index, name in enumerate(CELEBA_ATTRIBUTES)}
+    count = len(factors["pose"])
+    values = -np.ones((count, len(CELEBA_ATTRIBUTES)), dtype=np.int64)
+    planted = {
+        "Eyeglasses": factors["eyeglasses"], "Smiling": factors["smiling"], "Male": factors["male"],
+        "Mustache": factors["mustache"], "No_Beard": ~factors["mustache"], "Young": factors["young"],
+    }  # fmt: skip
+    for name, hair in zip(("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair"), range(len(FACE_HAIR_COLOURS))):
+        planted[name] = factors["hair"] == hair
+    for name, present in planted.items():
+        values[:, column[name]] = np.where(present, 1, -1)
+    return values
+
+
+def write_synthetic_celeba(root: str | Path, count: int = 500, seed: int = 0) -> Path:
+    """Write `count` drawn faces in the CelebA layout under `root` and return `root`.
+
+    Files: img_align_celeba/000001.jpg... (178x218 JPEG, quality 95), list_attr_celeba.txt and
+    list_eval_partition.txt in the real formats (partition by index: the first 80% train, the
+    next 10% validation, the rest test), and factors.csv with the planted factors per file
+    (filename, eyeglasses, smiling, mustache, male as 0/1; hair, background and pose as names).
+    Males are drawn with short hair, everyone else with hair falling beside the face.
+    """
+    from datamodules.celeba import CELEBA_ATTRIBUTES
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    factors = sample_face_factors(count, rng)
+    names = [f"{index + 1:06d}.jpg" for index in range(count)]
+    for index, name in enumerate(names):
+        face = draw_face({key: values[index] for key, values in factors.items()}, rng)
+        write_image(root / "img_align_celeba" / name, face, quality=95)
+    attributes = face_attributes(factors)
+    lines = [str(count), " ".join(CELEBA_ATTRIBUTES) + " "]
+    lines += [f"{name} " + " ".join(f"{value:2d}" for value in row) for name, row in zip(names, attributes)]
+    (root / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    partition = np.searchsorted([0.8 * count, 0.9 * count], np.arange(count), side="right")
+    (root / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for n, p in zip(names, partition)))
+    rows = ["filename,eyeglasses,smiling,mustache,male,hair,background,pose"]
+    for index, name in enumerate(names):
+        flags = ",".join(str(int(factors[key][index])) for key in ("eyeglasses", "smiling", "mustache", "male"))
+        hair, background = FACE_HAIR_COLOURS[factors["hair"][index]], FACE_BACKGROUNDS[factors["background"][index]]
+        rows.append(f"{name},{flags},{hair},{background},{FACE_POSES[factors['pose'][index]]}")
+    (root / "factors.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def read_planted_factors(root: str | Path) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """factors.csv of `write_synthetic_celeba`: the file names and, per factor, a tensor [N]
+    (bool eyeglasses/smiling/mustache/male; long hair/background/pose indices), as the oracle gives."""
+    import csv
+
+    path = Path(root) / "factors.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; expected the factors.csv that write_synthetic_celeba writes")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    factors = {
+        key: torch.tensor([row[key] == "1" for row in rows]) for key in ("eyeglasses", "smiling", "mustache", "male")
+    }
+    for key, names in (("hair", FACE_HAIR_COLOURS), ("background", FACE_BACKGROUNDS), ("pose", FACE_POSES)):
+        factors[key] = torch.tensor([names.index(row[key]) for row in rows])
+    return [row["filename"] for row in rows], factors
+
+
+def _region_masks(size: int, cropped: bool, centre_x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per image, which pixels of an S x S image lie in each oracle region: bool [N, S, S] per name.
+
+    Pixel centres are mapped back to full-image coordinates (both loadings keep the 178
+    columns; the crop keeps rows 20..197, the squash all 218), and the regions follow the
+    estimated head column `centre_x` [N].
+    """
+    step = torch.tensor(FACE_WIDTH / size)
+    columns = (torch.arange(size) + 0.5) * step
+    rows = (torch.arange(size) + 0.5) * (step if cropped else FACE_HEIGHT / size) + (FACE_CROP_TOP if cropped else 0)
+    relative = columns[None, :] - centre_x[:, None]  # [N, S]
+    masks = {}
+    for name, (x0, x1, y0, y1) in _FACE_REGIONS.items():
+        in_rows = (rows >= y0) & (rows <= y1)
+        if not in_rows.any():  # a band thinner than a pixel: take the nearest row
+            in_rows = torch.zeros(size, dtype=torch.bool)
+            in_rows[(rows - (y0 + y1) / 2).abs().argmin()] = True
+        in_columns = (relative >= x0) & (relative <= x1)
+        masks[name] = in_rows[None, :, None] & in_columns[:, None, :]
+    return masks
+
+
+def _masked_mean(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean colour [N, 3] of images [N, 3, S, S] over mask [N, S, S] (an empty mask gives 0)."""
+    weights = mask[:, None].to(images.dtype)
+    return (images * weights).sum((2, 3)) / weights.sum((2, 3)).clamp(min=1)
+
+
+def _nearest(colours: torch.Tensor, palette_rgb: np.ndarray) -> torch.Tensor:
+    """Index [N] of the palette entry (RGB 0..255 [K, 3]) nearest to colours [N, 3] in [-1, 1]."""
+    palette = torch.as_tensor(palette_rgb / 127.5 - 1, dtype=colours.dtype)
+    return torch.cdist(colours, palette).argmin(1)
+
+
+def face_measurements(images: torch.Tensor, cropped: bool = True) -> dict[str, torch.Tensor]:
+    """The statistics `read_face_factors` decides from, for images [N, 3, S, S] in [-1, 1].
+
+    "background" and "hair": mean colours [N, 3]; "offset": the head's column minus the image
+    centre, in full-image pixels [N]; "darkness_eyes" and "darkness_mustache": how much darker
+    than the forehead those regions are (mean luminance difference [N]); "redness_mouth": how much
+    redder (R - (G + B) / 2) the mouth region is than the forehead [N].
+    """
+    images = images.float()
+    size = images.shape[-1]
+    corner = max(size // 10, 1)
+    corners = torch.cat(
+        [images[..., rows, columns] for rows in (slice(0, corner), slice(-corner, None))
+         for columns in (slice(0, corner), slice(-corner, None))], dim=-1,
+    )  # fmt: skip
+    background = corners.mean((2, 3))
+    # the head (with its hair) is symmetric about its centre column: the centroid of the pixels
+    # that differ from the background finds it
+    foreground = ((images - background[:, :, None, None]).norm(dim=1) > 0.4).float()  # [N, S, S]
+    columns = (torch.arange(size, dtype=images.dtype) + 0.5) * (FACE_WIDTH / size)
+    weight = foreground.sum((1, 2)).clamp(min=1)
+    centre_x = (foreground.sum(1) * columns).sum(1) / weight
+    centre_x = torch.where(foreground.sum((1, 2)) > 0, centre_x, torch.full_like(centre_x, _CENTRE_X))
+    masks = _region_masks(size, cropped, centre_x)
+    means = {name: _masked_mean(images, mask) for name, mask in masks.items()}
+    luminance = {name: mean @ torch.tensor([0.299, 0.587, 0.114]) for name, mean in means.items()}
+    redness = {name: mean[:, 0] - mean[:, 1:].mean(1) for name, mean in means.items()}
+    return {
+        "background": background,
+        "hair": means["hair"],
+        "offset": centre_x - _CENTRE_X,
+        "darkness_eyes": luminance["forehead"] - luminance["eyes"],
+        "darkness_mustache": luminance["forehead"] - luminance["mustache"],
+        "redness_mouth": redness["mouth"] - redness["forehead"],
+    }
+
+
+# Decision thresholds, halfway between the two classes' means measured on written faces (both
+# loadings, sizes 32 to 128): eyes darker than the forehead by 0.06 (no glasses) vs 1.17
+# (glasses), the mustache band by 0.0 vs 1.2, the mouth redder by 0.0 (no smile) vs 0.7.
+_GLASSES_DARKNESS, _MUSTACHE_DARKNESS, _SMILE_REDNESS = 0.6, 0.6, 0.35
+
+
+def read_face_factors(images: torch.Tensor, cropped: bool = True) -> dict[str, torch.Tensor]:
+    """Read the planted factors back from faces [N, 3, S, S] in [-1, 1] (real or generated).
+
+    `cropped`: the images were loaded with load_face(path, crop_size=178, size=S); False for
+    crop_size=None (the whole 178x218 image squashed to a square). Returns "eyeglasses",
+    "smiling", "mustache" (bool [N]) and "hair", "background", "pose" (long [N]: indices into
+    FACE_HAIR_COLOURS, FACE_BACKGROUNDS and FACE_POSES). Decisions use region means and the
+    nearest palette entry, so blurry reconstructions are read the same way.
+    """
+    measured = face_measurements(images, cropped)
+    poses = torch.tensor([-FACE_POSE_OFFSET, 0.0, FACE_POSE_OFFSET])
+    return {
+        "eyeglasses": measured["darkness_eyes"] > _GLASSES_DARKNESS,
+        "smiling": measured["redness_mouth"] > _SMILE_REDNESS,
+        "mustache": measured["darkness_mustache"] > _MUSTACHE_DARKNESS,
+        "hair": _nearest(measured["hair"], _HAIR_RGB),
+        "background": _nearest(measured["background"], _BACKGROUND_RGB),
+        "pose": (measured["offset"][:, None] - poses).abs().argmin(1),
+    }
