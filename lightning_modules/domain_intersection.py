@@ -16,11 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
-from torch.optim import Adam, Optimizer
+from torch.optim import Adam
 from torchvision.utils import make_grid
 
-from lightning_modules.distributed import broadcast_buffers
+from lightning_modules.iterative import IterativeModule
 from lightning_modules.networks.disentangle import CodeCritic, IntersectionAutoencoder, IntersectionDifferenceLoss
 
 # predict writes these images for every test pair (a, b), in this order
@@ -28,7 +27,7 @@ PREDICTION_KINDS = ("a", "b", "a_to_b", "b_to_a", "a_intersection", "b_intersect
                     "a_part", "b_part")  # fmt: skip
 
 
-class DomainIntersectionDifference(LightningModule):
+class DomainIntersectionDifference(IterativeModule):
     """Learn what two image domains share and what each adds, and recombine the parts.
 
     Args:
@@ -76,14 +75,15 @@ class DomainIntersectionDifference(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False
-        if image_size % 2**depth:
-            raise ValueError(f"image_size={image_size} is not divisible by 2^depth={2**depth}")
+        if image_size % 2**depth or image_size // 2**depth < 2:
+            raise ValueError(
+                f"image_size={image_size} must be a multiple of 2^depth={2**depth} with a code of at least 2x2 "
+                "(InstanceNorm needs more than one value per channel); the official 128 px uses depth 6"
+            )
         self.autoencoder = IntersectionAutoencoder(depth, code_channels, separate_channels, common_layer2_norm)
         common_features = (code_channels - 2 * separate_channels) * (image_size // 2**depth) ** 2
         self.code_critic = CodeCritic(common_features)
         self.loss = IntersectionDifferenceLoss(rec_weight, zero_weight, confusion_weight, confusion_target)
-        self.iteration = 0
 
     def configure_optimizers(self) -> list[Adam]:
         """[autoencoder (E_c, E_A, E_B, G), critic], in the order of their updates."""
@@ -92,18 +92,6 @@ class DomainIntersectionDifference(LightningModule):
             Adam(self.autoencoder.parameters(), lr=hp.lr, betas=tuple(hp.betas)),
             Adam(self.code_critic.parameters(), lr=hp.critic_lr, betas=tuple(hp.betas)),
         ]
-
-    @property
-    def total_iterations(self) -> int:
-        return self.hparams.iterations
-
-    @property
-    def progress_description(self) -> str:
-        return f"step {self.iteration}/{self.hparams.iterations}"
-
-    def on_train_start(self) -> None:
-        if self.iteration >= self.hparams.iterations:
-            self.trainer.should_stop = True
 
     # ------------------------------------------------------------------ the operations of spec 2.6
     def translate_a_to_b(self, a: torch.Tensor, guides_b: torch.Tensor) -> torch.Tensor:
@@ -176,29 +164,13 @@ class DomainIntersectionDifference(LightningModule):
         critic.requires_grad_(False)  # the confusion term moves the encoders only
         terms = self.loss.autoencoder(images, reconstructions, codes, critic)
         critic.requires_grad_(True)
-        self._step(autoencoder_optimizer, terms.pop("loss"), ae)
+        self._clipped_step(autoencoder_optimizer, terms.pop("loss"))
         if self.loss.confusion_weight > 0:
             with torch.no_grad():
                 common = {d: ae.common_encoder(x) for d, x in images.items()}
             terms["critic"] = self.loss.critic(critic(common["a"]), critic(common["b"]))
-            self._step(critic_optimizer, terms["critic"], critic)
+            self._clipped_step(critic_optimizer, terms["critic"])
         self._finish_iteration(terms)
-
-    def _step(self, optimizer: Optimizer, loss: torch.Tensor, network: torch.nn.Module) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_norm, gradient_clip_algorithm="norm")
-        optimizer.step()
-
-    def _finish_iteration(self, terms: dict[str, torch.Tensor]) -> None:
-        self.iteration += 1
-        if self.iteration >= self.hparams.iterations:
-            self.trainer.should_stop = True
-            broadcast_buffers(self)  # spectral norm's power-iteration vectors follow each process's data
-        if self.iteration % self.trainer.log_every_n_steps == 0:
-            values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one device sync
-            for logger in self.loggers:
-                logger.log_metrics({f"train/{k}": v for k, v in zip(terms, values)}, step=self.iteration)
 
     # ------------------------------------------------------------------ evaluation
     def _guided_translations(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -271,10 +243,3 @@ class DomainIntersectionDifference(LightningModule):
                 for fixed in ("common", "a", "b")
             }
         return prediction
-
-    # ------------------------------------------------------------------ checkpoint
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["did_progress"] = {"iteration": self.iteration}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.iteration = checkpoint.get("did_progress", {}).get("iteration", 0)

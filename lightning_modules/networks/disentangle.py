@@ -104,12 +104,29 @@ class CodeCritic(nn.Sequential):
         super().__init__(nn.Flatten(), nn.Linear(common_features, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
 
 
-# Targets of the encoders' domain-confusion term for (A's codes, B's codes). D itself labels A 1, B 0.
+# The encoders' targets in the domain-confusion term, for (the codes the critic labels 1, the
+# codes it labels 0). Both methods' official code pushes both towards 0 (an inherited convention).
 CONFUSION_TARGETS = {
-    "flip": (0.0, 1.0),  # each domain's codes are pushed towards the other domain's label
+    "flip": (0.0, 1.0),  # each domain's codes towards the other domain's label
     "half": (0.5, 0.5),  # maximal confusion
-    "official": (0.0, 0.0),  # the official code: both towards B's label (inherited convention)
+    "official": (0.0, 0.0),  # both towards the label 0
 }
+
+
+def check_confusion_target(name: str) -> tuple[float, float]:
+    if name not in CONFUSION_TARGETS:
+        raise ValueError(f"confusion_target={name!r}: expected one of {sorted(CONFUSION_TARGETS)}")
+    return CONFUSION_TARGETS[name]
+
+
+def domain_confusion(logits_one: torch.Tensor, logits_zero: torch.Tensor, targets: tuple[float, float]) -> torch.Tensor:
+    """Encoders' term: BCE(D(codes labelled 1), t_1) + BCE(D(codes labelled 0), t_0)."""
+    return _bce(logits_one, targets[0]) + _bce(logits_zero, targets[1])
+
+
+def code_critic_loss(logits_one: torch.Tensor, logits_zero: torch.Tensor) -> torch.Tensor:
+    """The critic's term: BCE(D(codes labelled 1), 1) + BCE(D(codes labelled 0), 0), on detached codes."""
+    return _bce(logits_one, 1.0) + _bce(logits_zero, 0.0)
 
 
 class IntersectionDifferenceLoss:
@@ -134,10 +151,8 @@ class IntersectionDifferenceLoss:
         confusion_weight: float = 0.001,
         confusion_target: str = "flip",
     ) -> None:
-        if confusion_target not in CONFUSION_TARGETS:
-            raise ValueError(f"confusion_target={confusion_target!r}: expected one of {sorted(CONFUSION_TARGETS)}")
         self.rec_weight, self.zero_weight, self.confusion_weight = rec_weight, zero_weight, confusion_weight
-        self.targets = CONFUSION_TARGETS[confusion_target]
+        self.targets = check_confusion_target(confusion_target)
 
     def autoencoder(
         self,
@@ -157,10 +172,7 @@ class IntersectionDifferenceLoss:
             loss = loss + self.confusion_weight * terms["confusion"]
         return {"loss": loss, **terms}
 
-    @staticmethod
-    def critic(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
-        """L_D: the critic labels A's common codes 1 and B's 0."""
-        return _bce(logits_a, 1.0) + _bce(logits_b, 0.0)
+    critic = staticmethod(code_critic_loss)  # L_D with A's common codes labelled 1 and B's 0
 
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
