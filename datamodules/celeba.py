@@ -10,6 +10,12 @@ CelebA layout read (nothing is downloaded):
 
 Two domains A and B are defined by boolean expressions over the attribute names, e.g.
 A = "Smiling & ~Eyeglasses" and B = "~Smiling & Eyeglasses".
+
+Optional object masks (the DataModules' mask_dir), for evaluating a method's masks as
+segmentations: one folder of PNGs named like the images, e.g. <mask_dir>/000001.png for
+img_align_celeba/000001.jpg, each of its image's size, 0 on the background and 255 on the object
+(datamodules.synthetic.write_synthetic_celeba writes masks/Eyeglasses/, masks/Mustache/ and
+masks/Smiling/ in this form).
 """
 
 from __future__ import annotations
@@ -292,6 +298,16 @@ def celeba_domain_files(
 # ---------------------------------------------------------------------------------------------
 
 
+def _crop_and_resize(image: torch.Tensor, path: str | Path, crop_size: int | None, size: int) -> torch.Tensor:
+    """[C, H, W] -> [C, size, size]: the centre crop (when crop_size), then an antialiased resize."""
+    if crop_size is not None:
+        if crop_size > min(image.shape[-2:]):
+            height, width = image.shape[-2:]
+            raise ValueError(f"{path}: {width}x{height} image is smaller than crop_size={crop_size}")
+        image = TF.center_crop(image, [crop_size, crop_size])
+    return TF.resize(image, [size, size], antialias=True)
+
+
 def load_face(path: str | Path, crop_size: int | None, size: int) -> torch.Tensor:
     """An image file as a float tensor [3, size, size] in [-1, 1].
 
@@ -299,13 +315,71 @@ def load_face(path: str | Path, crop_size: int | None, size: int) -> torch.Tenso
     178x218 images, as DID does), then resized to size x size with antialiasing; None resizes
     the whole image to a square directly (aspect ratio not kept, as MBU does).
     """
-    image = load_image(path)
-    if crop_size is not None:
-        if crop_size > min(image.shape[-2:]):
-            height, width = image.shape[-2:]
-            raise ValueError(f"{path}: {width}x{height} image is smaller than crop_size={crop_size}")
-        image = TF.center_crop(image, [crop_size, crop_size])
-    return TF.resize(image, [size, size], antialias=True).clamp(-1, 1)
+    return _crop_and_resize(load_image(path), path, crop_size, size).clamp(-1, 1)
+
+
+def load_mask(path: str | Path, crop_size: int | None, size: int) -> torch.Tensor:
+    """A mask file (0 background, 255 object; grey or colour files are averaged over channels) as
+    a float tensor [1, size, size] in {0, 1}, cropped and resized as `load_face` does its image.
+
+    The mask is resized as a float with load_face's antialiased (triangle-filter) resize, then
+    thresholded: 1 where the object covers at least half of the output pixel's footprint. The
+    image's pixel there is the same weighted mix of object and surroundings, so the mask marks
+    exactly the pixels that look more object than background in the loaded image: a thin part
+    (a 3-pixel frame at 64 px) is kept when the image shows it, and a part the image blurs to
+    below half strength is dropped. Nearest-neighbour resizing instead samples one source pixel
+    per output pixel, so thin parts come and go with their sub-pixel position.
+
+    Raises FileNotFoundError (missing) or ValueError (not an image, smaller than crop_size, or
+    values only 0 and 1, i.e. labels rather than a 0/255 mask), each naming the file.
+    """
+    mask = (load_image(path) + 1).mean(0, keepdim=True) / 2  # [1, H, W] in [0, 1]
+    if mask.max() > 0 and (mask * 255).round().max() <= 1:
+        raise ValueError(f"{path}: mask values are 0 and 1; expected 0 (background) and 255 (object)")
+    return (_crop_and_resize(mask, path, crop_size, size) >= 0.5).float()
+
+
+def mask_files(image_files: Sequence[Path], mask_dir: str | Path) -> list[Path]:
+    """The mask of each image: <mask_dir>/<image stem>.png."""
+    return [Path(mask_dir) / f"{Path(path).stem}.png" for path in image_files]
+
+
+def _displayed_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) after the EXIF orientation that load_image applies."""
+    width, height = image.size
+    return (height, width) if image.getexif().get(0x0112) in (5, 6, 7, 8) else (width, height)
+
+
+def check_masks(image_files: Sequence[Path], mask_dir: str | Path) -> None:
+    """Check that every image has its own mask (see `mask_files`) of the image's size.
+
+    Reads headers only. Raises FileNotFoundError naming the folder or the expected mask file, or
+    ValueError naming the mask and its image when their sizes differ or a file is not an image,
+    or naming both images when two of them (in different folders) would share one mask.
+    """
+    mask_dir = Path(mask_dir)
+    if not mask_dir.is_dir():
+        raise FileNotFoundError(f"mask_dir {mask_dir} is not a folder; expected <image stem>.png masks in it")
+    owners: dict[Path, Path] = {}
+    for image_path, mask_path in zip(image_files, mask_files(image_files, mask_dir)):
+        owner = owners.setdefault(mask_path, image_path)
+        if owner != image_path:
+            raise ValueError(f"{owner} and {image_path} would share the mask {mask_path}; rename one of them")
+        if not mask_path.is_file():
+            raise FileNotFoundError(f"{mask_path}: mask file is missing; expected the mask of {image_path}")
+        sizes = []
+        for path in (mask_path, image_path):
+            try:
+                with Image.open(path) as opened:
+                    sizes.append(_displayed_size(opened))
+            except (UnidentifiedImageError, OSError, SyntaxError) as error:
+                raise ValueError(f"{path}: not a readable image ({error})") from error
+        if sizes[0] != sizes[1]:
+            (mask_width, mask_height), (width, height) = sizes
+            raise ValueError(
+                f"{mask_path}: mask is {mask_width}x{mask_height} but its image {image_path} is {width}x{height}; "
+                "a mask must have its image's size"
+            )
 
 
 def check_images_open(files: Sequence[Path]) -> None:
@@ -349,18 +423,41 @@ class FaceImages(Dataset):
         return self.cache[index].float() / 127.5 - 1
 
 
-class ImagePairs(Dataset):
-    """Item i: {"a": images_a[i], "b": images_b[i], "index": i} for the first `count` pairs."""
+class FaceMasks(Dataset):
+    """load_mask(files[i], crop_size, size): [1, size, size] in {0, 1}, read when an item is asked for."""
 
-    def __init__(self, images_a: Dataset, images_b: Dataset, count: int | None = None) -> None:
-        self.images_a, self.images_b = images_a, images_b
+    def __init__(self, files: list[Path], crop_size: int | None, size: int) -> None:
+        self.files, self.crop_size, self.size = files, crop_size, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return load_mask(self.files[index], self.crop_size, self.size)
+
+
+class ImagePairs(Dataset):
+    """Item i: {"a": images_a[i], "b": images_b[i], "index": i} for the first `count` pairs, plus
+    "mask_a": masks[0][i] and "mask_b": masks[1][i] ([1, size, size]) when `masks` is given."""
+
+    def __init__(
+        self,
+        images_a: Dataset,
+        images_b: Dataset,
+        count: int | None = None,
+        masks: tuple[Dataset, Dataset] | None = None,
+    ) -> None:
+        self.images_a, self.images_b, self.masks = images_a, images_b, masks
         self.count = min(len(images_a), len(images_b), *([count] if count is not None else []))
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        return {"a": self.images_a[index], "b": self.images_b[index], "index": index}
+        item = {"a": self.images_a[index], "b": self.images_b[index], "index": index}
+        if self.masks is not None:
+            item |= {"mask_a": self.masks[0][index], "mask_b": self.masks[1][index]}
+        return item
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +471,8 @@ class TwoDomainDataModule(StreamedTrainingData):
     A subclass's `__init__` calls `save_hyperparameters()`, then `_set_domains(files)` with
     the file lists "train_a", "train_b", "test_a", "test_b". Training batches are
     {"a": [batch_size, 3, size, size], "b": [...]} in [-1, 1]; validation, test and predict
-    items are {"a": [3, size, size], "b": [3, size, size], "index": i} (batched by the loader).
+    items are {"a": [3, size, size], "b": [3, size, size], "index": i} (batched by the loader),
+    plus {"mask_a": [1, size, size], "mask_b": [...]} in {0, 1} when mask_dir is given.
 
     Common args:
         size: images are size x size.
@@ -400,6 +498,11 @@ class TwoDomainDataModule(StreamedTrainingData):
             is not an image fails before training, with its name. verify() reads headers only
             (about 0.05 ms per 178x218 JPEG with a warm file cache, 10 s for all 202,599 CelebA
             images); a truncated JPEG passes it and fails, named, when it is first decoded.
+        mask_dir: a folder of object masks named like the images (<image stem>.png, 0 background,
+            255 object, each of its image's size; see load_mask). Evaluation items then carry
+            "mask_a" and "mask_b", cropped and resized like the images. Construction checks that
+            every image of the validation/test pairs (the first num_eval) and of the predict
+            pairs has its mask; training images need none, and training batches are unchanged.
     """
 
     def _set_domains(self, files: dict[str, list[Path]], definitions: dict[str, str] | None = None) -> None:
@@ -430,6 +533,36 @@ class TwoDomainDataModule(StreamedTrainingData):
             else self.images[f"test_{domain}"]
             for domain in ("a", "b")
         }  # fmt: skip
+        self.masks: dict[str, FaceMasks] | None = None
+        self.predict_masks: dict[str, FaceMasks] | None = None
+        if hp.get("mask_dir"):
+            self._set_masks(Path(hp.mask_dir))
+
+    def _set_masks(self, mask_dir: Path) -> None:
+        """Check the masks of the evaluation images that the loaders use and keep their readers."""
+        hp = self.hparams
+        test_count, predict_count = len(self._pairs("test")), len(self._pairs("predict"))
+        used = []  # the images the pairs use (predict defaults to the test images: no repeats)
+        for domain in ("a", "b"):
+            used += self.images[f"test_{domain}"].files[:test_count]
+            used += self.predict_images[domain].files[:predict_count]
+        check_masks(list(dict.fromkeys(used)), mask_dir)
+
+        def readers(images: FaceImages) -> FaceMasks:  # every file's mask; only the checked ones are read
+            return FaceMasks(mask_files(images.files, mask_dir), hp.crop_size, hp.size)
+
+        self.masks = {key: readers(self.images[key]) for key in ("test_a", "test_b")}
+        self.predict_masks = {domain: readers(self.predict_images[domain]) for domain in ("a", "b")}
+
+    def _pairs(self, part: str) -> ImagePairs:
+        """The evaluation pairs of `part`, "test" (validation and test) or "predict", with their masks."""
+        if part == "test":
+            images, count = (self.images["test_a"], self.images["test_b"]), self.hparams.num_eval
+            masks = None if self.masks is None else (self.masks["test_a"], self.masks["test_b"])
+        else:
+            images, count = (self.predict_images["a"], self.predict_images["b"]), None
+            masks = None if self.predict_masks is None else (self.predict_masks["a"], self.predict_masks["b"])
+        return ImagePairs(*images, count, masks)
 
     def training_batch(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
         """{"a": [batch_size, 3, size, size], "b": [...]} in [-1, 1]; all randomness from `rng`."""
@@ -454,16 +587,15 @@ class TwoDomainDataModule(StreamedTrainingData):
         hp = self.hparams
         for key in ("test_a", "test_b"):
             self.images[key].fill_cache()
-        pairs = ImagePairs(self.images["test_a"], self.images["test_b"], hp.num_eval)
-        return evaluation_loader(pairs, hp.eval_batch_size, hp.num_workers)
+        return evaluation_loader(self._pairs("test"), hp.eval_batch_size, hp.num_workers)
 
     test_dataloader = val_dataloader
 
     def predict_dataloader(self) -> DataLoader:
         for images in self.predict_images.values():
             images.fill_cache()
-        pairs = ImagePairs(self.predict_images["a"], self.predict_images["b"])
-        return DataLoader(pairs, batch_size=self.hparams.eval_batch_size, num_workers=self.hparams.num_workers)
+        hp = self.hparams
+        return DataLoader(self._pairs("predict"), batch_size=hp.eval_batch_size, num_workers=hp.num_workers)
 
 
 class CelebAAttributeDomains(TwoDomainDataModule):
@@ -492,6 +624,9 @@ class CelebAAttributeDomains(TwoDomainDataModule):
         predict_dir_b: the same for domain B (default: test B).
         verify_images: open every file with PIL's verify() at construction (fails early, naming
             a file that is not an image).
+        mask_dir: a folder of object masks named <image stem>.png (e.g. masks/Eyeglasses/ of
+            write_synthetic_celeba); evaluation items then carry "mask_a" and "mask_b" [1, size,
+            size] in {0, 1}. Every evaluation image must have its mask (checked at construction).
     """
 
     def __init__(
@@ -513,6 +648,7 @@ class CelebAAttributeDomains(TwoDomainDataModule):
         predict_dir_a: str | None = None,
         predict_dir_b: str | None = None,
         verify_images: bool = True,
+        mask_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -542,6 +678,10 @@ class FolderDomains(TwoDomainDataModule):
         predict_dir_b: the same for domain B (default: test B).
         verify_images: open every file with PIL's verify() at construction (fails early, naming
             a file that is not an image).
+        mask_dir: a folder of object masks named <image stem>.png (0 background, 255 object, the
+            image's size); evaluation items then carry "mask_a" and "mask_b" [1, size, size] in
+            {0, 1}. Every evaluation image must have its mask (checked at construction), and
+            testA/ and testB/ images need different stems.
     """
 
     def __init__(
@@ -559,6 +699,7 @@ class FolderDomains(TwoDomainDataModule):
         predict_dir_a: str | None = None,
         predict_dir_b: str | None = None,
         verify_images: bool = True,
+        mask_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

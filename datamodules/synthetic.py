@@ -191,12 +191,14 @@ FACE_BACKGROUNDS = ("blue", "green", "purple", "orange")
 FACE_POSES = ("left", "centre", "right")
 FACE_POSE_OFFSET = 16  # columns the head moves left or right of the image centre
 FACE_FACTORS = ("eyeglasses", "smiling", "mustache", "male", "hair", "background", "pose")
+FACE_OBJECTS = ("Eyeglasses", "Mustache", "Smiling")  # the drawn objects with masks, by CelebA attribute name
 _HAIR_RGB = np.array([[35, 30, 28], [230, 200, 110], [125, 75, 40], [165, 165, 165]], dtype=np.float64)
 _BACKGROUND_RGB = np.array([[50, 90, 200], [50, 160, 70], [130, 60, 160], [240, 150, 40]], dtype=np.float64)
 _SKIN_RGB = np.array([232, 190, 160], dtype=np.float64)
 _DARK_RGB = (25, 25, 35)  # lenses and frames
 _MUSTACHE_RGB = (50, 35, 25)
 _LIPS_RGB = (200, 35, 45)
+FACE_OBJECT_RGB = {"Eyeglasses": _DARK_RGB, "Mustache": _MUSTACHE_RGB, "Smiling": _LIPS_RGB}  # drawn in this order
 _CENTRE_X, _CENTRE_Y = FACE_WIDTH / 2, 118  # the head's centre for the centre pose
 _HEAD_RX, _HEAD_RY = 50, 64
 _EYE_DX, _EYE_Y, _LENS_RADIUS = 21, 104, 15
@@ -224,11 +226,48 @@ def sample_face_factors(count: int, rng: np.random.Generator) -> dict[str, np.nd
     return factors
 
 
-def draw_face(factors: dict[str, int | bool], rng: np.random.Generator) -> np.ndarray:
-    """One face [218, 178, 3] uint8 with the given factors (the keys of `sample_face_factors`).
+def face_objects(factors: dict[str, int | bool], cx: float, rx: float, dy: float) -> dict[str, list[tuple]]:
+    """The drawing calls of each planted object of one face, keyed by its CelebA attribute name.
+
+    "Eyeglasses" (lenses, the frame's side pieces and the bridge), "Mustache" (the band) and
+    "Smiling" (the open smile) are present when planted; each call is (ImageDraw method name,
+    xy, keyword arguments other than `fill`). `cx` is the head's centre column, `rx` its
+    half-width and `dy` the vertical shift of every part. The same calls draw the face and its
+    masks, so a mask covers exactly its object's pixels; the objects never overlap each other.
+    """
+    eye_y, objects = _EYE_Y + dy, {}
+    if factors["eyeglasses"]:
+        glasses = []
+        for side in (-1, 1):
+            ex, r = cx + side * _EYE_DX, _LENS_RADIUS
+            glasses.append(("ellipse", (ex - r, eye_y - r, ex + r, eye_y + r), {}))
+            glasses.append(("line", (ex + side * r, eye_y - 2, cx + side * (rx - 1), eye_y - 4), {"width": 3}))
+        glasses.append(("rectangle", (cx - _EYE_DX + 10, eye_y - 3, cx + _EYE_DX - 10, eye_y + 3), {}))
+        objects["Eyeglasses"] = glasses
+    if factors["mustache"]:
+        top, bottom = _MUSTACHE_TOP + dy, _MUSTACHE_BOTTOM + dy
+        objects["Mustache"] = [("rounded_rectangle", (cx - 22, top, cx + 22, bottom), {"radius": 5})]
+    if factors["smiling"]:  # an open smile: the lower half of an ellipse
+        mouth_y = _MOUTH_Y + dy
+        objects["Smiling"] = [("chord", (cx - 26, mouth_y - 18, cx + 26, mouth_y + 18), {"start": 0, "end": 180})]
+    return objects
+
+
+def _draw_calls(draw: ImageDraw.ImageDraw, calls: list[tuple], fill: int | tuple[int, int, int]) -> None:
+    for method, xy, kwargs in calls:
+        getattr(draw, method)(xy, fill=fill, **kwargs)
+
+
+def draw_face_with_masks(
+    factors: dict[str, int | bool], rng: np.random.Generator, grain: float = 3.0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One face [218, 178, 3] uint8 with the given factors (the keys of `sample_face_factors`) and
+    the mask [218, 178] uint8 of each of FACE_OBJECTS: 255 on that object's pixels, else 0 (all
+    zero when it is not planted).
 
     Every part lies inside the 178x178 centre crop and is large enough to read at 32x32,
-    cropped or squashed; `rng` adds small size, position and colour jitter plus pixel grain.
+    cropped or squashed; `rng` adds small size, position and colour jitter plus Gaussian pixel
+    grain of standard deviation `grain` (0: the flat colours; `rng` is drawn from the same way).
     """
 
     def colour(rgb: np.ndarray, spread: float) -> tuple[int, int, int]:
@@ -251,22 +290,24 @@ def draw_face(factors: dict[str, int | bool], rng: np.random.Generator) -> np.nd
         ex = cx + side * _EYE_DX
         draw.ellipse((ex - 6, eye_y - 4, ex + 6, eye_y + 4), fill=(250, 250, 250))
         draw.ellipse((ex - 3, eye_y - 3, ex + 3, eye_y + 3), fill=(40, 30, 30))
-    if factors["eyeglasses"]:
-        for side in (-1, 1):
-            ex, r = cx + side * _EYE_DX, _LENS_RADIUS
-            draw.ellipse((ex - r, eye_y - r, ex + r, eye_y + r), fill=_DARK_RGB)
-            draw.line((ex + side * r, eye_y - 2, cx + side * (rx - 1), eye_y - 4), fill=_DARK_RGB, width=3)
-        draw.rectangle((cx - _EYE_DX + 10, eye_y - 3, cx + _EYE_DX - 10, eye_y + 3), fill=_DARK_RGB)
-    if factors["mustache"]:
-        top, bottom = _MUSTACHE_TOP + dy, _MUSTACHE_BOTTOM + dy
-        draw.rounded_rectangle((cx - 22, top, cx + 22, bottom), radius=5, fill=_MUSTACHE_RGB)
-    mouth_y = _MOUTH_Y + dy
-    if factors["smiling"]:  # an open smile: the lower half of an ellipse
-        draw.chord((cx - 26, mouth_y - 18, cx + 26, mouth_y + 18), 0, 180, fill=_LIPS_RGB)
-    else:
+    objects = face_objects(factors, cx, rx, dy)
+    for kind, fill in FACE_OBJECT_RGB.items():
+        _draw_calls(draw, objects.get(kind, []), fill)
+    if "Smiling" not in objects:  # a closed mouth, which no mask marks
+        mouth_y = _MOUTH_Y + dy
         draw.line((cx - 12, mouth_y + 2, cx + 12, mouth_y + 2), fill=(110, 55, 50), width=3)
-    pixels = np.asarray(image, dtype=np.float64) + rng.normal(0, 3, size=(FACE_HEIGHT, FACE_WIDTH, 3))
-    return np.clip(pixels, 0, 255).round().astype(np.uint8)
+    masks = {}
+    for kind in FACE_OBJECTS:
+        mask = Image.new("L", (FACE_WIDTH, FACE_HEIGHT), 0)
+        _draw_calls(ImageDraw.Draw(mask), objects.get(kind, []), 255)
+        masks[kind] = np.asarray(mask)
+    pixels = np.asarray(image, dtype=np.float64) + rng.normal(0, grain, size=(FACE_HEIGHT, FACE_WIDTH, 3))
+    return np.clip(pixels, 0, 255).round().astype(np.uint8), masks
+
+
+def draw_face(factors: dict[str, int | bool], rng: np.random.Generator) -> np.ndarray:
+    """One face [218, 178, 3] uint8 with the given factors: the image of `draw_face_with_masks`."""
+    return draw_face_with_masks(factors, rng)[0]
 
 
 def face_attributes(factors: dict[str, np.ndarray]) -> np.ndarray:
@@ -291,7 +332,7 @@ def face_attributes(factors: dict[str, np.ndarray]) -> np.ndarray:
     return values
 
 
-def write_synthetic_celeba(root: str | Path, count: int = 500, seed: int = 0) -> Path:
+def write_synthetic_celeba(root: str | Path, count: int = 500, seed: int = 0, masks: bool = True) -> Path:
     """Write `count` drawn faces in the CelebA layout under `root` and return `root`.
 
     Files: img_align_celeba/000001.jpg... (178x218 JPEG, quality 95), list_attr_celeba.txt and
@@ -299,6 +340,17 @@ def write_synthetic_celeba(root: str | Path, count: int = 500, seed: int = 0) ->
     next 10% validation, the rest test), and factors.csv with the planted factors per file
     (filename, eyeglasses, smiling, mustache, male as 0/1; hair, background and pose as names).
     Males are drawn with short hair, everyone else with hair falling beside the face.
+
+    With `masks`, also the ground-truth object masks, one folder per object kind named by its
+    CelebA attribute (FACE_OBJECTS), one PNG per image named by the image's stem:
+
+        masks/Eyeglasses/000001.png   the lenses, the frame's side pieces and the bridge
+        masks/Mustache/000001.png     the moustache band
+        masks/Smiling/000001.png      the red open-mouth smile (not the closed mouth's line)
+
+    each 178x218, mode "L": 255 on the object's pixels (drawn with the image's own drawing
+    calls, so they match the JPEG's object pixels up to JPEG blur), 0 elsewhere, and all 0
+    when the image has no such object. The images do not depend on `masks`.
     """
     from datamodules.celeba import CELEBA_ATTRIBUTES
 
@@ -307,8 +359,11 @@ def write_synthetic_celeba(root: str | Path, count: int = 500, seed: int = 0) ->
     factors = sample_face_factors(count, rng)
     names = [f"{index + 1:06d}.jpg" for index in range(count)]
     for index, name in enumerate(names):
-        face = draw_face({key: values[index] for key, values in factors.items()}, rng)
+        face, object_masks = draw_face_with_masks({key: values[index] for key, values in factors.items()}, rng)
         write_image(root / "img_align_celeba" / name, face, quality=95)
+        if masks:
+            for kind, mask in object_masks.items():
+                write_image(root / "masks" / kind / f"{Path(name).stem}.png", mask)
     attributes = face_attributes(factors)
     lines = [str(count), " ".join(CELEBA_ATTRIBUTES) + " "]
     lines += [f"{name} " + " ".join(f"{value:2d}" for value in row) for name, row in zip(names, attributes)]

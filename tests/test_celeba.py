@@ -2,10 +2,12 @@
 
 import itertools
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
 from datamodules.celeba import (
     CELEBA_ATTRIBUTES,
@@ -14,6 +16,7 @@ from datamodules.celeba import (
     FolderDomains,
     celeba_domain_files,
     load_face,
+    load_mask,
     parse_attribute_expression,
     read_celeba,
 )
@@ -312,6 +315,157 @@ def test_predict_uses_the_given_folders(celeba, tmp_path):
         CelebAAttributeDomains(str(celeba), predict_dir_b=str(tmp_path / "missing"), **SMALL)
 
 
+# ---- object masks -----------------------------------------------------------------------------------
+
+
+def mask_of(image_path, mask_dir):
+    return mask_dir / f"{image_path.stem}.png"
+
+
+def two_tone(mask, object_rgb=(20, 40, 60), background_rgb=(230, 220, 200)):
+    """An RGB image [H, W, 3] uint8: `object_rgb` where the bool mask [H, W] is set, else `background_rgb`."""
+    return np.where(mask[..., None], np.array(object_rgb, dtype=np.uint8), np.array(background_rgb, dtype=np.uint8))
+
+
+def shapes_mask(seed):
+    """A 178x218 bool mask of a disc, a blob and lines 1 to 4 pixels wide, at random sub-pixel positions."""
+    rng = np.random.default_rng(seed)
+    canvas = Image.new("L", (178, 218), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.ellipse(tuple(rng.uniform(20, 60, size=2)) + tuple(rng.uniform(90, 130, size=2)), fill=255)
+    draw.rounded_rectangle((100, 140, 160, 170), radius=6, fill=255)
+    for width in range(1, 5):
+        y0, y1 = rng.uniform(30, 200, size=2)
+        draw.line((10, y0, 168, y1), fill=255, width=width)
+    return np.asarray(canvas) > 0
+
+
+@pytest.mark.parametrize(("crop_size", "size"), [(178, 64), (178, 32), (None, 64), (None, 200)])
+def test_load_mask_marks_the_pixels_the_loaded_image_shows_as_object(tmp_path, crop_size, size):
+    """On a two-tone image, each loaded pixel mixes the two colours; the mask is 1 exactly where the
+    object's share of the mix is at least half, thin lines included (resized as a float, then thresholded)."""
+    for seed in range(3):
+        mask = shapes_mask(seed)
+        write_image(tmp_path / "mask.png", (mask * 255).astype(np.uint8))
+        write_image(tmp_path / "image.png", two_tone(mask))
+        loaded = load_mask(tmp_path / "mask.png", crop_size, size)
+        assert loaded.shape == (1, size, size) and loaded.dtype == torch.float32
+        assert set(loaded.unique().tolist()) == {0.0, 1.0}
+        image = load_face(tmp_path / "image.png", crop_size, size)
+        colours = [
+            torch.tensor(rgb, dtype=torch.float32)[:, None, None] / 127.5 - 1 for rgb in ((20, 40, 60), (230, 220, 200))
+        ]
+        share = ((image - colours[1]) / (colours[0] - colours[1])).mean(0)  # the object's weight per pixel
+        clear = (share - 0.5).abs() > 1e-3  # leave out exact ties
+        assert clear.float().mean() > 0.98
+        assert torch.equal(loaded[0][clear], (share >= 0.5)[clear]), f"seed {seed}"
+
+
+def test_load_mask_crops_like_load_face(tmp_path):
+    """A mask covering only the rows that the 178 centre crop drops is empty when cropped, not when squashed."""
+    mask = np.zeros((218, 178), dtype=np.uint8)
+    mask[:20] = mask[-20:] = 255
+    write_image(tmp_path / "edges.png", mask)
+    assert not load_mask(tmp_path / "edges.png", 178, 32).any()
+    squashed = load_mask(tmp_path / "edges.png", None, 32)
+    assert squashed[0, :2].all() and squashed[0, -2:].all() and not squashed[0, 4:-4].any()
+
+
+def test_load_mask_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "absent.png")):
+        load_mask(tmp_path / "absent.png", 178, 32)
+    (tmp_path / "notes.png").write_text("not a mask")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'notes.png'}: not a readable image"):
+        load_mask(tmp_path / "notes.png", 178, 32)
+    labels = np.zeros((218, 178), dtype=np.uint8)
+    labels[50:90, 40:100] = 1
+    write_image(tmp_path / "labels.png", labels)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'labels.png'}: mask values are 0 and 1; expected 0"):
+        load_mask(tmp_path / "labels.png", 178, 32)
+    write_image(tmp_path / "labels.png", labels * 255)
+    assert load_mask(tmp_path / "labels.png", 178, 32).any()
+    with pytest.raises(ValueError, match=r"labels\.png: 178x218 image is smaller than crop_size=200"):
+        load_mask(tmp_path / "labels.png", 200, 32)
+
+
+@pytest.fixture(scope="module")
+def glasses_masks(celeba):
+    return CelebAAttributeDomains(str(celeba), mask_dir=str(celeba / "masks" / "Eyeglasses"), **SMALL)
+
+
+def test_evaluation_pairs_carry_the_masks_of_their_images(glasses_masks, domains):
+    mask_dir = glasses_masks.hparams.data_dir + "/masks/Eyeglasses"
+    items = next(iter(glasses_masks.val_dataloader()))
+    plain = next(iter(domains.val_dataloader()))
+    assert set(items) == {"a", "b", "index", "mask_a", "mask_b"}
+    assert items["mask_a"].shape == items["mask_b"].shape == (8, 1, 32, 32)
+    assert torch.equal(items["a"], plain["a"]) and torch.equal(items["b"], plain["b"])
+    # A = "Smiling & ~Eyeglasses": no glasses to mark; B = "~Smiling & Eyeglasses": every face wears them
+    assert not items["mask_a"].any()
+    assert items["mask_b"].flatten(1).sum(1).min() > 20
+    for i in (0, 5):
+        expected = load_mask(mask_of(glasses_masks.files["test_b"][i], Path(mask_dir)), 178, 32)
+        assert torch.equal(items["mask_b"][i], expected)
+    # aligned with the images: the masked pixels of B are the dark glasses, the others are not
+    luminance = (items["b"] * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
+    inside = items["mask_b"].bool()
+    assert luminance[inside].mean() < -0.6 and luminance[~inside].mean() > -0.2
+    test = next(iter(glasses_masks.test_dataloader()))
+    assert torch.equal(test["mask_b"], items["mask_b"])
+
+
+def test_masks_leave_training_batches_alone_and_follow_predict(glasses_masks, domains):
+    for seed in (0, 1):
+        with_masks, without = batch(glasses_masks, seed), batch(domains, seed)
+        assert set(with_masks) == {"a", "b"}
+        assert torch.equal(with_masks["a"], without["a"]) and torch.equal(with_masks["b"], without["b"])
+    predicted = next(iter(glasses_masks.predict_dataloader()))
+    assert predicted["mask_b"].shape == (8, 1, 32, 32) and predicted["mask_b"].flatten(1).any(1).all()
+    assert not predicted["mask_a"].any()
+    assert "mask_a" not in next(iter(domains.predict_dataloader()))
+
+
+def test_mask_dir_problems_fail_at_construction_naming_the_files(tiny_celeba):
+    setup = {"domain_a": "Eyeglasses", "domain_b": "~Eyeglasses", "num_test": 2, "size": 32, "batch_size": 2}
+    mask_dir = tiny_celeba / "masks" / "Eyeglasses"
+    files = celeba_domain_files(tiny_celeba, "Eyeglasses", "~Eyeglasses", num_test=2)
+    mask_of(files["train_a"][0], mask_dir).unlink()  # training images need no mask
+    datamodule = CelebAAttributeDomains(str(tiny_celeba), mask_dir=str(mask_dir), **setup)
+    assert next(iter(datamodule.val_dataloader()))["mask_a"].flatten(1).any(1).all()
+    missing = mask_of(files["test_b"][1], mask_dir)
+    missing.unlink()
+    with pytest.raises(FileNotFoundError, match=f"{missing}: mask file is missing; expected the mask of .*"):
+        CelebAAttributeDomains(str(tiny_celeba), mask_dir=str(mask_dir), **setup)
+    write_image(missing, np.zeros((218, 177), dtype=np.uint8))
+    with pytest.raises(ValueError) as caught:
+        CelebAAttributeDomains(str(tiny_celeba), mask_dir=str(mask_dir), **setup)
+    assert f"{missing}: mask is 177x218 but its image {files['test_b'][1]} is 178x218" in str(caught.value)
+    with pytest.raises(FileNotFoundError, match=f"mask_dir {tiny_celeba / 'nowhere'} is not a folder"):
+        CelebAAttributeDomains(str(tiny_celeba), mask_dir=str(tiny_celeba / "nowhere"), **setup)
+
+
+def test_only_the_evaluation_images_that_are_used_need_masks(tiny_celeba, tmp_path):
+    """num_eval limits validation and test, but predict (by default the test images) pairs them all."""
+    setup = {"domain_a": "Eyeglasses", "domain_b": "~Eyeglasses", "num_test": 2, "size": 32, "batch_size": 2}
+    mask_dir = tiny_celeba / "masks" / "Smiling"
+    files = celeba_domain_files(tiny_celeba, "Eyeglasses", "~Eyeglasses", num_test=2)
+    mask_of(files["test_a"][1], mask_dir).unlink()
+    with pytest.raises(FileNotFoundError, match=str(mask_of(files["test_a"][1], mask_dir))):
+        CelebAAttributeDomains(str(tiny_celeba), mask_dir=str(mask_dir), num_eval=1, **setup)
+    for index in range(2):  # predict from a folder of other images, which have their masks
+        write_image(tmp_path / "mine" / f"own{index}.png", pattern_image(218, 178, seed=index))
+        write_image(tmp_path / "mine_masks" / f"own{index}.png", np.full((218, 178), 255 * index, dtype=np.uint8))
+    shutil.copy(mask_of(files["test_a"][0], mask_dir), tmp_path / "mine_masks")
+    for path in files["test_b"]:
+        shutil.copy(mask_of(path, mask_dir), tmp_path / "mine_masks")
+    mine = {"predict_dir_a": str(tmp_path / "mine"), "mask_dir": str(tmp_path / "mine_masks")}
+    datamodule = CelebAAttributeDomains(str(tiny_celeba), num_eval=1, **mine, **setup)
+    predicted = next(iter(datamodule.predict_dataloader()))
+    assert predicted["mask_a"].flatten(1).mean(1).tolist() == [0.0, 1.0]
+    evaluated = next(iter(datamodule.val_dataloader()))
+    assert evaluated["mask_a"].shape == (1, 1, 32, 32)
+
+
 # ---- other datamodules ----------------------------------------------------------------------------
 
 
@@ -333,6 +487,21 @@ def test_folder_domains(tmp_path):
     shutil.rmtree(tmp_path / "testB")
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "testB")):
         FolderDomains(str(tmp_path), size=16, batch_size=4)
+
+
+def test_folder_domains_with_masks(tmp_path):
+    for folder, prefix in (("trainA", "ta"), ("trainB", "tb"), ("testA", "a"), ("testB", "b")):
+        for index in range(4):
+            mask = shapes_mask(index)
+            write_image(tmp_path / folder / f"{prefix}{index}.png", two_tone(mask))
+            write_image(tmp_path / "masks" / f"{prefix}{index}.png", (mask * 255).astype(np.uint8))
+    datamodule = FolderDomains(str(tmp_path), size=16, batch_size=2, mask_dir=str(tmp_path / "masks"))
+    pairs = next(iter(datamodule.val_dataloader()))
+    assert pairs["mask_a"].shape == pairs["mask_b"].shape == (4, 1, 16, 16)
+    assert torch.equal(pairs["mask_b"][2], load_mask(tmp_path / "masks" / "b2.png", None, 16))  # squashed
+    (tmp_path / "testB" / "b1.png").rename(tmp_path / "testB" / "a1.png")  # the name of a testA image
+    with pytest.raises(ValueError, match=r"testA/a1\.png and .*testB/a1\.png would share the mask .*masks/a1\.png"):
+        FolderDomains(str(tmp_path), size=16, batch_size=2, mask_dir=str(tmp_path / "masks"))
 
 
 def test_celeba_domain_labels(celeba):

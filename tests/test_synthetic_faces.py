@@ -1,21 +1,28 @@
-"""The synthetic CelebA-layout faces: the real file formats, and an oracle that reads every planted factor back."""
+"""The synthetic CelebA-layout faces: the real file formats, an oracle that reads every planted factor
+back, and the ground-truth masks of the drawn objects."""
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from datamodules.celeba import CELEBA_ATTRIBUTES, load_face, read_celeba
+from datamodules.celeba import CELEBA_ATTRIBUTES, load_face, load_mask, read_celeba
 from datamodules.synthetic import (
     FACE_BACKGROUNDS,
     FACE_HAIR_COLOURS,
+    FACE_OBJECT_RGB,
+    FACE_OBJECTS,
     FACE_POSES,
+    draw_face_with_masks,
     read_face_factors,
     read_planted_factors,
+    sample_face_factors,
     write_synthetic_celeba,
 )
 
 COUNT = 120
+FACTOR_OF = {"Eyeglasses": "eyeglasses", "Mustache": "mustache", "Smiling": "smiling"}  # mask folder -> factor
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +109,85 @@ def test_same_seed_same_faces_and_no_two_faces_alike(tmp_path):
     images = [np.asarray(Image.open(first / "img_align_celeba" / f"{i:06d}.jpg")) for i in range(1, 13)]
     assert np.array_equal(images[0], np.asarray(Image.open(second / "img_align_celeba" / "000001.jpg")))
     assert all(not np.array_equal(images[0], other) for other in images[1:])
+
+
+# ---- object masks ---------------------------------------------------------------------------------
+
+
+def read_mask(faces, kind, name):
+    return np.asarray(Image.open(faces / "masks" / kind / name.replace(".jpg", ".png")))
+
+
+def test_every_image_has_a_binary_mask_of_each_object_kind(faces, planted):
+    names, _ = planted
+    assert sorted(path.name for path in (faces / "masks").iterdir()) == sorted(FACE_OBJECTS)
+    for kind in FACE_OBJECTS:
+        assert sorted(path.name for path in (faces / "masks" / kind).iterdir()) == [
+            name.replace(".jpg", ".png") for name in names
+        ]
+    for name in (names[0], names[-1]):
+        for kind in FACE_OBJECTS:
+            with Image.open(faces / "masks" / kind / name.replace(".jpg", ".png")) as mask:
+                assert (mask.format, mask.mode, mask.size) == ("PNG", "L", (178, 218))
+                assert set(np.unique(np.asarray(mask)).tolist()) <= {0, 255}
+
+
+def test_a_mask_is_non_empty_exactly_when_its_object_is_planted(faces, planted):
+    names, truth = planted
+    for kind in FACE_OBJECTS:
+        present = torch.tensor([bool(read_mask(faces, kind, name).any()) for name in names])
+        assert torch.equal(present, truth[FACTOR_OF[kind]]), kind
+        assert present.any() and not present.all()
+
+
+def test_masks_mark_exactly_the_object_pixels_of_the_flat_drawing():
+    """Without pixel grain, a pixel has its object's colour exactly where the object's mask is 255."""
+    rng = np.random.default_rng(11)
+    factors = sample_face_factors(40, rng)
+    drawn = {kind: 0 for kind in FACE_OBJECTS}
+    for index in range(40):
+        image, masks = draw_face_with_masks({key: values[index] for key, values in factors.items()}, rng, grain=0)
+        for kind, rgb in FACE_OBJECT_RGB.items():
+            assert masks[kind].shape == (218, 178) and masks[kind].dtype == np.uint8
+            assert np.array_equal((image == np.array(rgb)).all(-1), masks[kind] == 255), (index, kind)
+            drawn[kind] += int(masks[kind].any())
+    assert all(count > 5 for count in drawn.values()), drawn
+
+
+def test_masks_agree_with_the_objects_in_the_jpegs(faces, planted):
+    """Full size: the object-coloured pixels near a mask are that mask (IoU); at 64 px, cropped to 178
+    as DID loads faces, the masked pixels have the object's colour and the pixels just outside do not."""
+    names, truth = planted
+    for kind, rgb in FACE_OBJECT_RGB.items():
+        for name in [n for n, has in zip(names, truth[FACTOR_OF[kind]]) if has][:10]:
+            image = np.asarray(Image.open(faces / "img_align_celeba" / name), dtype=np.float64)
+            mask = torch.from_numpy(read_mask(faces, kind, name) > 0)
+            near = F.max_pool2d(mask[None].float(), 9, 1, 4)[0].bool().numpy()  # within 4 pixels
+            coloured = (np.linalg.norm(image - np.array(rgb), axis=-1) < 40) & near
+            iou = (coloured & mask.numpy()).sum() / (coloured | mask.numpy()).sum()
+            assert iou > 0.9, f"{kind} mask of {name}: IoU {iou:.3f} with the object-coloured pixels"
+    images = torch.stack([load_face(faces / "img_align_celeba" / name, 178, 64) for name in names])
+    luminance = (images * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1)  # [N, 64, 64]
+    skin = (images - torch.tensor([232, 190, 160])[:, None, None] / 127.5 + 1).norm(dim=1) < 0.3
+    for kind, rgb in FACE_OBJECT_RGB.items():
+        masks = torch.stack(
+            [load_mask(faces / "masks" / kind / name.replace(".jpg", ".png"), 178, 64) for name in names]
+        )
+        assert torch.equal(masks.flatten(1).any(1), truth[FACTOR_OF[kind]]), kind  # still empty exactly without it
+        inside = masks[:, 0].bool()
+        ring = F.max_pool2d(masks, 3, 1, 1)[:, 0].bool() & ~inside
+        distance = (images - (torch.tensor(rgb) / 127.5 - 1)[:, None, None]).norm(dim=1)
+        assert distance[inside].mean() < 0.3, kind  # measured 0.11 to 0.17
+        assert distance[ring].mean() > 1.0, kind  # measured 1.3 to 2.0
+        if kind != "Smiling":  # glasses and moustache are dark: far darker than the face's skin
+            assert luminance[skin].mean() - luminance[inside].mean() > 1.0, kind  # measured 1.15 to 1.25
+
+
+def test_images_do_not_depend_on_writing_masks(tmp_path):
+    with_masks = write_synthetic_celeba(tmp_path / "with", count=8, seed=2)
+    without = write_synthetic_celeba(tmp_path / "without", count=8, seed=2, masks=False)
+    assert not (without / "masks").exists()
+    for path in sorted((with_masks / "img_align_celeba").iterdir()):
+        assert path.read_bytes() == (without / "img_align_celeba" / path.name).read_bytes()
+    for name in ("factors.csv", "list_attr_celeba.txt", "list_eval_partition.txt"):
+        assert (with_masks / name).read_text() == (without / name).read_text()
