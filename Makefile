@@ -41,6 +41,7 @@ bench: $(BIN)/lightning
 	$(BIN)/python -m benchmarks.padain_speed
 	$(BIN)/python -m benchmarks.analogy_speed
 	$(BIN)/python -m benchmarks.ost_speed
+	$(BIN)/python -m benchmarks.disentangle_speed
 
 clean:
 	rm -rf runs lightning_logs

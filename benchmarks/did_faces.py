@@ -65,12 +65,11 @@ def operation_scores(model: DomainIntersectionDifference, a: torch.Tensor, b: to
     return scores
 
 
-def evaluation_pairs(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 64 test images of each domain, loaded as the config's DataModule loads them."""
-    init_args = yaml.safe_load(Path(CONFIG).read_text())["data"]["init_args"]
-    data = CelebAAttributeDomains(**(init_args | {"data_dir": str(data_dir), "in_memory": False}))
-    batch = next(iter(data.val_dataloader()))
-    return batch["a"], batch["b"]
+def evaluation_batch(data_dir: Path, config: str = CONFIG, **overrides) -> dict[str, torch.Tensor]:
+    """The 64 test pairs, loaded as the config's DataModule loads them (with `overrides`)."""
+    init_args = yaml.safe_load(Path(config).read_text())["data"]["init_args"]
+    data = CelebAAttributeDomains(**(init_args | {"data_dir": str(data_dir), "in_memory": False} | overrides))
+    return next(iter(data.val_dataloader()))
 
 
 def main() -> None:
@@ -89,7 +88,8 @@ def main() -> None:
     model = DomainIntersectionDifference.load_from_checkpoint(
         args.root / "checkpoints" / "last.ckpt", map_location="cpu"
     )
-    scores = operation_scores(model, *evaluation_pairs(args.data))
+    batch = evaluation_batch(args.data)
+    scores = operation_scores(model, batch["a"], batch["b"])
     (args.root / "scores.json").write_text(json.dumps(scores, indent=1))
     print(f"\n{args.iterations} iterations; 64 test pairs; oracle of the planted factors\n")
     print("| operation | membership | hair kept | background kept | pose kept |\n|---|---|---|---|---|")

@@ -2,6 +2,7 @@
 
 from callbacks.checkpoint import ResumableCheckpoint
 from callbacks.fid_kid import FIDKID
+from callbacks.mask_iou import MaskIoU
 from callbacks.miou import MeanIoU
 from callbacks.perceptual import ContentStyleDistances
 from callbacks.prediction_writer import ImagePredictionWriter
@@ -14,6 +15,7 @@ __all__ = [
     "ContentStyleDistances",
     "FIDKID",
     "SIFID",
+    "MaskIoU",
     "MeanIoU",
     "ImagePredictionWriter",
     "PyramidProgressBar",
