@@ -130,20 +130,6 @@ def write_imagenet_c(root: str | Path, val_root: str | Path, corruptions: list[s
     return Path(root)
 
 
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Write a tiny dataset in its real on-disk layout.")
-    parser.add_argument("kind", choices=["cifar10", "cifar100", "cifar10-c", "cifar100-c"])
-    parser.add_argument("root")
-    args = parser.parse_args()
-    if args.kind.endswith("-c"):
-        write_cifar_c(args.root, num_classes=10 if args.kind == "cifar10-c" else 100)
-    else:
-        write_cifar(args.root, args.kind)
-    print(f"wrote {args.kind} to {args.root}")
-
-
 ANALOGY_PALETTES = (
     np.array([[0.85, 0.15, 0.15], [0.15, 0.7, 0.2], [0.15, 0.25, 0.85]]),  # red, green, blue
     np.array([[0.95, 0.85, 0.2], [0.55, 0.15, 0.65], [0.2, 0.85, 0.85]]),  # yellow, purple, cyan
@@ -493,3 +479,26 @@ def read_face_factors(images: torch.Tensor, cropped: bool = True) -> dict[str, t
         "background": _nearest(measured["background"], _BACKGROUND_RGB),
         "pose": (measured["offset"][:, None] - poses).abs().argmin(1),
     }
+
+
+def main() -> None:
+    """`python -m datamodules.synthetic KIND ROOT [--count N] [--seed S]`: write a small dataset in its real layout."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("kind", choices=["cifar10", "cifar100", "cifar10-c", "cifar100-c", "faces"])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--count", type=int, default=3000, help="faces: how many")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.kind == "faces":
+        write_synthetic_celeba(args.root, count=args.count, seed=args.seed)
+    elif args.kind.endswith("-c"):
+        write_cifar_c(args.root, num_classes=10 if args.kind == "cifar10-c" else 100, seed=args.seed)
+    else:
+        write_cifar(args.root, args.kind, seed=args.seed)
+    print(f"wrote {args.kind} to {args.root}")
+
+
+if __name__ == "__main__":
+    main()
