@@ -171,3 +171,22 @@ def assert_ddp_ranks_agree(config: str, root: Path, *extra: str) -> None:
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
+
+
+def million_parameters(module: torch.nn.Module) -> float:
+    """Trainable and frozen parameters, in millions, rounded to 2 decimals (as the specs quote them)."""
+    return round(sum(p.numel() for p in module.parameters()) / 1e6, 2)
+
+
+def train_one_iteration(model: LightningModule, size: int = 32) -> tuple[dict, dict]:
+    """One `training_step` of a two-domain module outside a Trainer, on random batches of 4 A and
+    4 B images (optimizers stepped directly, no clipping, no logging); parameters before and after."""
+    optimizers = model.configure_optimizers()
+    model.optimizers = lambda: optimizers
+    model.manual_backward = lambda loss: loss.backward()
+    model.clip_gradients = lambda optimizer, gradient_clip_val, gradient_clip_algorithm: None
+    model._finish_iteration = lambda terms: None
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    generator = torch.Generator().manual_seed(0)
+    model.training_step({d: torch.randn(4, 3, size, size, generator=generator) for d in "ab"}, 0)
+    return before, {name: p.detach().clone() for name, p in model.named_parameters()}

@@ -14,14 +14,17 @@ from datamodules.synthetic import write_synthetic_celeba
 from lightning_modules import MaskContentTransfer
 from lightning_modules.networks.disentangle import CodeCritic
 from lightning_modules.networks.mask_transfer import MaskTransferLoss, MaskTransferNetworks
-from tests.helpers import assert_ddp_ranks_agree, fit_run, logged_columns, predict_run
+from tests.helpers import (
+    assert_ddp_ranks_agree,
+    fit_run,
+    logged_columns,
+    million_parameters,
+    predict_run,
+    train_one_iteration,
+)
 
 SMOKE = "configs/content_transfer/smoke.yaml"
 SMALL = {"image_size": 32, "depth": 4, "code_channels": 32, "separate_channels": 4}
-
-
-def million_parameters(module: torch.nn.Module) -> float:
-    return round(sum(p.numel() for p in module.parameters()) / 1e6, 2)
 
 
 # ---------------------------------------------------------------------- networks
@@ -114,18 +117,10 @@ def test_zero_weights_skip_their_terms():
 
 # ---------------------------------------------------------------------- one iteration outside a Trainer
 def test_an_iteration_moves_every_network_and_the_critic_in_its_own_step():
-    model = MaskContentTransfer(**SMALL, cycle_common_weight=1.0)
-    optimizers = model.configure_optimizers()
-    model.optimizers = lambda: optimizers
-    model.manual_backward = lambda loss: loss.backward()
-    model.clip_gradients = lambda optimizer, gradient_clip_val, gradient_clip_algorithm: None
-    model._finish_iteration = lambda terms: None
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    generator = torch.Generator().manual_seed(0)
-    model.training_step({d: torch.randn(4, 3, 32, 32, generator=generator) for d in "ab"}, 0)
+    before, after = train_one_iteration(MaskContentTransfer(**SMALL, cycle_common_weight=1.0))
     for prefix in ("networks.common_encoder", "networks.separate_encoder", "networks.removed_decoder",
                    "networks.masked_decoder", "code_critic"):  # fmt: skip
-        assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n.startswith(prefix)), prefix
+        assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith(prefix)), prefix
 
 
 # ---------------------------------------------------------------------- mask IoU

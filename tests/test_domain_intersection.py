@@ -12,14 +12,17 @@ import yaml
 from datamodules.digits import DigitDomains
 from lightning_modules import DomainIntersectionDifference
 from lightning_modules.networks.disentangle import CodeCritic, IntersectionAutoencoder, IntersectionDifferenceLoss
-from tests.helpers import assert_ddp_ranks_agree, fit_run, logged_columns, predict_run
+from tests.helpers import (
+    assert_ddp_ranks_agree,
+    fit_run,
+    logged_columns,
+    million_parameters,
+    predict_run,
+    train_one_iteration,
+)
 
 SMOKE = "configs/domain_intersection/smoke.yaml"
 SMALL = {"image_size": 32, "depth": 4, "code_channels": 32, "separate_channels": 4}
-
-
-def million_parameters(module: torch.nn.Module) -> float:
-    return round(sum(p.numel() for p in module.parameters()) / 1e6, 2)
 
 
 # ---------------------------------------------------------------------- networks
@@ -94,25 +97,13 @@ def test_zero_confusion_weight_drops_the_term():
 
 
 # ---------------------------------------------------------------------- one iteration outside a Trainer
-def one_iteration(model: DomainIntersectionDifference) -> tuple[dict, dict]:
-    optimizers = model.configure_optimizers()
-    model.optimizers = lambda: optimizers
-    model.manual_backward = lambda loss: loss.backward()
-    model.clip_gradients = lambda optimizer, gradient_clip_val, gradient_clip_algorithm: None
-    model._finish_iteration = lambda terms: None
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    generator = torch.Generator().manual_seed(0)
-    model.training_step({d: torch.randn(4, 3, 32, 32, generator=generator) for d in "ab"}, 0)
-    return before, {name: p.detach().clone() for name, p in model.named_parameters()}
-
-
 def test_an_iteration_moves_every_network_and_the_critic_only_in_its_own_step():
-    before, after = one_iteration(DomainIntersectionDifference(**SMALL))
+    before, after = train_one_iteration(DomainIntersectionDifference(**SMALL))
     for prefix in ("autoencoder.common_encoder", "autoencoder.separate_encoders.a", "autoencoder.separate_encoders.b",
                    "autoencoder.decoder", "code_critic"):  # fmt: skip
         assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith(prefix)), prefix
     # without the critic step (weight 0) the critic never moves: the confusion term does not train it
-    before, after = one_iteration(DomainIntersectionDifference(**SMALL, confusion_weight=0.0))
+    before, after = train_one_iteration(DomainIntersectionDifference(**SMALL, confusion_weight=0.0))
     assert all(torch.equal(before[n], after[n]) for n in before if n.startswith("code_critic"))
 
 
