@@ -1,5 +1,5 @@
-"""Bookkeeping shared by the two-player methods trained for a fixed number of iterations
-(domain intersection/difference, mask-based content transfer).
+"""Bookkeeping shared by the adversarial methods trained for a fixed number of iterations
+(one-shot translation, domain intersection/difference, mask-based content transfer).
 
 Every batch is one training iteration of several manual optimizer steps; an iteration counter,
 saved in the checkpoint, ends the run and lets a resumed run continue the same data stream
@@ -18,10 +18,10 @@ from lightning_modules.distributed import broadcast_buffers
 
 
 class IterativeModule(LightningModule):
-    """Base of modules with `iterations`, `clip_norm` hyper-parameters and manual optimization.
+    """Base of modules with an `iterations` hyper-parameter and manual optimization.
 
-    A subclass's `training_step` steps its optimizers with `_clipped_step` and ends with
-    `_finish_iteration(terms)`.
+    A subclass's `training_step` ends with `_finish_iteration(terms)`; `_clipped_step` serves
+    the modules that also have a `clip_norm` hyper-parameter.
     """
 
     def __init__(self) -> None:

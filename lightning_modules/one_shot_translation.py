@@ -22,11 +22,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 
-from lightning_modules.distributed import broadcast_buffers
+from lightning_modules.iterative import IterativeModule
 from lightning_modules.networks.losses import latent_kl, lsgan
 from lightning_modules.networks.ost import (
     DigitCritic,
@@ -40,7 +39,7 @@ from lightning_modules.networks.ost import (
 B_PARTS = ("encoders_unshared.b.", "encoder_shared.", "decoder_shared.", "decoders_unshared.b.")
 
 
-class OneShotTranslation(LightningModule):
+class OneShotTranslation(IterativeModule):
     """Translate one sample of domain A into domain B, learned from that sample and all of B.
 
     Args:
@@ -103,7 +102,6 @@ class OneShotTranslation(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False
         if network not in ("digits", "resnet") or phase not in (1, 2) or rec_loss not in ("mse", "l1"):
             raise ValueError(
                 f"network={network!r}, phase={phase}, rec_loss={rec_loss!r}: expected digits|resnet, 1|2, mse|l1"
@@ -120,7 +118,6 @@ class OneShotTranslation(LightningModule):
             self.critics = torch.nn.ModuleDict({"b": PatchGANCritic(channels_b)})
         self.reconstruction = F.mse_loss if rec_loss == "mse" else F.l1_loss
         self.pool = ImagePool(pool_size)
-        self.iteration = 0
         self._rng = torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ structure
@@ -178,10 +175,6 @@ class OneShotTranslation(LightningModule):
         return max(0.0, 1.0 - (iteration - start) / max(1, total - start))
 
     @property
-    def total_iterations(self) -> int:
-        return self.hparams.iterations
-
-    @property
     def progress_description(self) -> str:
         return f"phase {self.hparams.phase} step {self.iteration}/{self.hparams.iterations}"
 
@@ -210,14 +203,7 @@ class OneShotTranslation(LightningModule):
             terms = self._drawing_phase_two(batch["a"], batch["b"])
         for scheduler in self.lr_schedulers():
             scheduler.step()
-        self.iteration += 1
-        if self.iteration >= self.hparams.iterations:
-            self.trainer.should_stop = True
-            broadcast_buffers(self)  # BatchNorm statistics follow each process's own augmentations and B images
-        if self.iteration % self.trainer.log_every_n_steps == 0:
-            values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one device sync
-            for logger in self.loggers:
-                logger.log_metrics({f"train/{k}": v for k, v in zip(terms, values)}, step=self.iteration)
+        self._finish_iteration(terms)
 
     def _step(self, optimizer_index: int, loss: torch.Tensor) -> None:
         optimizer = self.optimizers()[optimizer_index]
@@ -346,15 +332,15 @@ class OneShotTranslation(LightningModule):
 
     # ------------------------------------------------------------------ checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["one_shot_progress"] = {
-            "iteration": self.iteration,
             "rng": self._rng.get_state(),
             "pool": [image.cpu() for image in self.pool.images],
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         progress = checkpoint.get("one_shot_progress", {})
-        self.iteration = progress.get("iteration", 0)
         if "rng" in progress:
             self._rng.set_state(progress["rng"])
         self.pool.images = [image.to(self.device) for image in progress.get("pool", [])]

@@ -209,7 +209,7 @@ def phase_two(root: Path, phase_one: Path, *extra: str) -> Path:
 
 def test_phase_two_starts_from_phase_one_b_layers_and_fresh_a_layers(phase_one, tmp_path):
     phase1 = torch.load(phase_one, weights_only=False)
-    assert phase1["hyper_parameters"]["phase"] == 1 and phase1["one_shot_progress"]["iteration"] == 12
+    assert phase1["hyper_parameters"]["phase"] == 1 and phase1["iteration_progress"]["iteration"] == 12
     model = OneShotTranslation(phase=2, phase_one_checkpoint=str(phase_one))
     fresh_a = model.autoencoder.encoders_unshared["a"][0].weight.clone()
     model._load_phase_one()
@@ -224,7 +224,7 @@ def test_phase_two_fit_validates_and_predicts(phase_one, tmp_path):
     classifier = "lightning_modules.networks.classifiers.DigitClassifier"
     accuracy = ("--trainer.callbacks+=callbacks.TranslationAccuracy", f"--trainer.callbacks.classifier={classifier}")
     last = phase_two(tmp_path, phase_one, *accuracy)
-    assert torch.load(last, weights_only=False)["one_shot_progress"]["iteration"] == 12
+    assert torch.load(last, weights_only=False)["iteration_progress"]["iteration"] == 12
     run_cli("predict", "--config", PHASE2, f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={last}",
             f"--model.phase_one_checkpoint={phase_one}")  # fmt: skip
     names = {p.name for p in (tmp_path / "predictions").glob("*.png")}
@@ -240,7 +240,7 @@ def test_resumed_phase_two_ends_with_the_same_weights(phase_one, tmp_path):
     path.write_text(yaml.safe_dump(config))
     uninterrupted = phase_two(tmp_path / "a", phase_one, "--config", str(path))
     middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=20.ckpt"
-    assert torch.load(middle, weights_only=False)["one_shot_progress"]["iteration"] == 5
+    assert torch.load(middle, weights_only=False)["iteration_progress"]["iteration"] == 5
     phase_two(tmp_path / "b", phase_one, "--config", str(path), f"--ckpt_path={middle}")
     expected = torch.load(uninterrupted, weights_only=False)["state_dict"]
     actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
