@@ -85,7 +85,7 @@ class MaskContentTransfer(IterativeModule):
         # a predict-time option: kept out of the checkpoint, whose hyper-parameters `--ckpt_path` re-applies
         self.save_hyperparameters(ignore=["then_checkpoint"])
         self.then_checkpoint = then_checkpoint
-        if image_size % 2**depth or image_size // 2**depth < 1:
+        if image_size < 2**depth or image_size % 2**depth:
             raise ValueError(f"image_size={image_size} must be a multiple of 2^depth={2**depth}")
         self.networks = MaskTransferNetworks(depth, code_channels, separate_channels)
         self.code_critic = CodeCritic((code_channels - separate_channels) * (image_size // 2**depth) ** 2)
