@@ -5,7 +5,7 @@ from callbacks.fid_kid import FIDKID
 from callbacks.mask_iou import MaskIoU
 from callbacks.miou import MeanIoU
 from callbacks.perceptual import ContentStyleDistances
-from callbacks.prediction_writer import ImagePredictionWriter
+from callbacks.prediction_writer import ImagePredictionWriter, SegmentationPredictionWriter
 from callbacks.progress import PyramidProgressBar
 from callbacks.samples import SampleGrid
 from callbacks.sifid import SIFID
@@ -21,5 +21,6 @@ __all__ = [
     "PyramidProgressBar",
     "ResumableCheckpoint",
     "SampleGrid",
+    "SegmentationPredictionWriter",
     "TranslationAccuracy",
 ]

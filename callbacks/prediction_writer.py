@@ -8,9 +8,11 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
+from PIL import Image
 from torchvision.utils import save_image
 
 from callbacks.media import to_unit_range
+from datamodules.segmentation import colourise
 
 
 class ImagePredictionWriter(BasePredictionWriter):
@@ -65,3 +67,37 @@ class ImagePredictionWriter(BasePredictionWriter):
         self._grid_images = []
         if trainer.is_global_zero:
             print(f"predictions written to {directory.resolve()}")
+
+
+class SegmentationPredictionWriter(BasePredictionWriter):
+    """Saves each predicted label map twice: `<output_dir>/train_ids/<name>.png` (the raw train ids,
+    one channel: the pseudo-labels of self-distillation, `data.pseudo_label_dir`) and
+    `<output_dir>/color/<name>.png` (the Cityscapes palette).
+
+    `predict_step` returns {"train_ids": list of [h, w] integer maps, "names": list of names}.
+
+    Args:
+        output_dir: where to write; None means `<trainer.default_root_dir>/predictions`.
+    """
+
+    def __init__(self, output_dir: str | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+
+    def write_on_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        prediction: dict[str, Any],
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        directory = Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
+        for kind in ("train_ids", "color"):
+            (directory / kind).mkdir(parents=True, exist_ok=True)
+        for train_ids, name in zip(prediction["train_ids"], prediction["names"]):
+            labels = train_ids.to(torch.uint8).cpu().numpy()
+            Image.fromarray(labels).save(directory / "train_ids" / f"{name}.png")
+            Image.fromarray(colourise(labels)).save(directory / "color" / f"{name}.png")

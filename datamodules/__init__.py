@@ -5,6 +5,7 @@ from datamodules.cifar import CIFARDataModule
 from datamodules.digits import DigitsDataModule, OneShotDigitsDataModule
 from datamodules.image_folders import ImageFolderDataModule
 from datamodules.image_pair import ImagePairDataModule
+from datamodules.segmentation import GTAVCityscapesDataModule
 from datamodules.single_image import SingleImageDataModule
 from datamodules.unpaired_folders import UnpairedFoldersDataModule
 
@@ -18,6 +19,7 @@ __all__ = [
     "OneShotDigitsDataModule",
     "ImageFolderDataModule",
     "ImagePairDataModule",
+    "GTAVCityscapesDataModule",
     "SingleImageDataModule",
     "UnpairedFoldersDataModule",
 ]

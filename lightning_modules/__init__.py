@@ -4,6 +4,7 @@ from lightning_modules.classifier import ImageClassifier
 from lightning_modules.content_transfer import MaskContentTransfer
 from lightning_modules.domain_intersection import DomainIntersectionDifference
 from lightning_modules.one_shot_translation import OneShotTranslation
+from lightning_modules.segmenter import SemanticSegmenter
 from lightning_modules.singan import SinGAN
 from lightning_modules.structural_analogy import StructuralAnalogy
 
@@ -12,6 +13,7 @@ __all__ = [
     "ImageClassifier",
     "MaskContentTransfer",
     "OneShotTranslation",
+    "SemanticSegmenter",
     "SinGAN",
     "StructuralAnalogy",
 ]

@@ -1,0 +1,105 @@
+"""DeepLab-v2 with a torchvision ResNet backbone, for segmentation with Permuted AdaIN (spec 4.2, 4.3.5).
+
+The backbone is a torchvision ResNet (v1.5) whose layers 3 and 4 trade their stride for
+dilation 2 and 4 (output stride 8, 2048 channels); the ASPP-v2 head is four 3x3 convolutions
+from the features straight to class scores, dilated 6, 12, 18 and 24, whose outputs are summed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnet50, resnet101
+from torchvision.ops import FrozenBatchNorm2d
+
+from lightning_modules.networks.padain import insert_permuted_adain
+
+BACKBONES = {"resnet50": resnet50, "resnet101": resnet101}
+
+
+class ASPPv2(nn.Module):
+    """Sum of dilated 3x3 convolutions, features [B, C, h, w] -> class scores [B, classes, h, w]."""
+
+    def __init__(self, in_channels: int, num_classes: int, dilations: tuple[int, ...] = (6, 12, 18, 24)) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(nn.Conv2d(in_channels, num_classes, 3, padding=d, dilation=d) for d in dilations)
+        for branch in self.branches:  # DeepLab-v2's initialisation of the head
+            nn.init.normal_(branch.weight, 0.0, 0.01)
+            nn.init.zeros_(branch.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return sum(branch(features) for branch in self.branches)
+
+
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d by a FrozenBatchNorm2d holding its statistics and affine parameters."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            freeze_batch_norm(child)
+    return module
+
+
+class DeepLabV2(nn.Module):
+    """Images [B, 3, H, W] (ImageNet-normalised) -> class scores [B, classes, H/8, W/8].
+
+    Args:
+        num_classes: 19 for Cityscapes.
+        backbone: "resnet101" (the paper) or "resnet50".
+        weights_path: an ImageNet checkpoint of the torchvision backbone (a state_dict file);
+            None starts from random weights, which is not the paper's setting.
+        frozen_batch_norm: BatchNorm with fixed ImageNet statistics and affine parameters (the
+            source-only and adversarial stages); False trains them (self-distillation, with
+            SyncBatchNorm across processes through the trainer's `sync_batchnorm`).
+        padain_p: pAdaIN probability after every bottleneck convolution of the backbone, the
+            stem excluded as in the official segmentation code; 0 inserts none (the baseline).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 19,
+        backbone: str = "resnet101",
+        weights_path: str | None = None,
+        frozen_batch_norm: bool = True,
+        padain_p: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone={backbone!r}; expected one of {sorted(BACKBONES)}")
+        resnet = BACKBONES[backbone](replace_stride_with_dilation=[False, True, True])
+        if weights_path is not None:
+            load_imagenet_weights(resnet, weights_path)
+        self.backbone = nn.Sequential(
+            resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1, resnet.layer2, resnet.layer3,
+            resnet.layer4,
+        )  # fmt: skip
+        if frozen_batch_norm:
+            freeze_batch_norm(self.backbone)
+        self.num_padain = insert_permuted_adain(self.backbone, padain_p, stem=False) if padain_p > 0 else 0
+        self.classifier = ASPPv2(2048, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.backbone(images))
+
+
+def load_imagenet_weights(resnet: nn.Module, path: str | Path) -> None:
+    """Load a torchvision ImageNet checkpoint into `resnet` (its classifier `fc.*` is not used)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no ImageNet checkpoint there; expected a torchvision ResNet state_dict such as "
+            "resnet101-63fe2227.pth (from torchvision's model zoo, copied by hand on a machine without network)"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    backbone_keys = {key for key in resnet.state_dict() if not key.startswith("fc.")}
+    missing = sorted(backbone_keys - state.keys())
+    if missing:
+        raise ValueError(f"{path}: not a checkpoint of this ResNet (missing {missing[:3]} ...)")
+    resnet.load_state_dict({key: state[key] for key in backbone_keys}, strict=False)
