@@ -68,6 +68,11 @@ class SemanticSegmenter(LightningModule):
                 "starts from ImageNet (a torchvision checkpoint such as resnet101-63fe2227.pth)"
             )
 
+    @property
+    def iteration(self) -> int:
+        """Training steps done: where the DataModule's batch stream continues after a resume."""
+        return self.global_step
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores at the input's size [B, classes, H, W]."""
         return upsample(self.network(images), images.shape[-2:])
