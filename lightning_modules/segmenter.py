@@ -27,7 +27,7 @@ class SemanticSegmenter(LightningModule):
 
     Args:
         num_classes: 19 Cityscapes classes.
-        backbone: "resnet101" (the paper) or "resnet50".
+        backbone: "resnet101" (the paper), "resnet50", or "resnet14_narrow" (CPU tests).
         backbone_weights: path of the torchvision ImageNet checkpoint of the backbone
             (e.g. resnet101-63fe2227.pth); None trains from scratch, which is not the paper's setting.
         frozen_batch_norm: keep the backbone's BatchNorm fixed (source-only and adversarial

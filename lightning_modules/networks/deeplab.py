@@ -12,11 +12,18 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models import resnet50, resnet101
+from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops import FrozenBatchNorm2d
 
 from lightning_modules.networks.padain import insert_permuted_adain
 
-BACKBONES = {"resnet50": resnet50, "resnet101": resnet101}
+
+def resnet14_narrow(**kwargs) -> ResNet:
+    """One bottleneck per stage at a quarter of the inner width, for CPU tests (not a paper network)."""
+    return ResNet(Bottleneck, [1, 1, 1, 1], width_per_group=16, **kwargs)
+
+
+BACKBONES = {"resnet50": resnet50, "resnet101": resnet101, "resnet14_narrow": resnet14_narrow}
 
 
 class ASPPv2(nn.Module):
@@ -51,7 +58,7 @@ class DeepLabV2(nn.Module):
 
     Args:
         num_classes: 19 for Cityscapes.
-        backbone: "resnet101" (the paper) or "resnet50".
+        backbone: "resnet101" (the paper), "resnet50", or "resnet14_narrow" (CPU tests).
         weights_path: an ImageNet checkpoint of the torchvision backbone (a state_dict file);
             None starts from random weights, which is not the paper's setting.
         frozen_batch_norm: BatchNorm with fixed ImageNet statistics and affine parameters (the
