@@ -10,6 +10,7 @@ self-distillation stage (Cityscapes with pseudo-labels, trained BatchNorm).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +35,9 @@ class SemanticSegmenter(LightningModule):
             stages); False trains it (self-distillation; add `--trainer.sync_batchnorm=true`
             with several processes).
         padain_p: pAdaIN probability (0.01; 0 is the baseline).
+        init_checkpoint: a SemanticSegmenter checkpoint of an earlier stage whose network weights
+            `fit` starts from (self-distillation starts from the previous stage's model); unlike
+            `--ckpt_path`, the steps, schedule and optimizer start afresh.
         lr: SGD learning rate of the backbone (source-only: 5e-4).
         head_lr_factor: the ASPP head's learning rate is this times `lr` (10).
         momentum: SGD momentum (0.9).
@@ -51,6 +55,7 @@ class SemanticSegmenter(LightningModule):
         backbone_weights: str | None = None,
         frozen_batch_norm: bool = True,
         padain_p: float = 0.01,
+        init_checkpoint: str | None = None,
         lr: float = 5e-4,
         head_lr_factor: float = 10.0,
         momentum: float = 0.9,
@@ -62,11 +67,15 @@ class SemanticSegmenter(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.network = DeepLabV2(num_classes, backbone, backbone_weights, frozen_batch_norm, padain_p)
-        if backbone_weights is None:
+        if backbone_weights is None and init_checkpoint is None:
             rank_zero_warn(
                 "SemanticSegmenter: no model.backbone_weights, so the backbone starts from random weights; the paper "
                 "starts from ImageNet (a torchvision checkpoint such as resnet101-63fe2227.pth)"
             )
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_checkpoint:  # a resumed run then overwrites these weights
+            load_network_weights(self.network, self.hparams.init_checkpoint)
 
     @property
     def iteration(self) -> int:
@@ -110,6 +119,24 @@ class SemanticSegmenter(LightningModule):
         train_ids = [upsample(score[None], tuple(size.tolist())).argmax(dim=1)[0] for score, size in
                      zip(logits, batch["sizes"])]  # fmt: skip
         return {"train_ids": train_ids, "names": batch["names"]}
+
+
+def load_network_weights(network: torch.nn.Module, path: str | Path) -> None:
+    """The `network.` weights of a SemanticSegmenter checkpoint; BatchNorm's step counters may be
+    absent, since an earlier stage may have frozen its BatchNorm."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no checkpoint there; expected the last.ckpt of an earlier SemanticSegmenter run"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
+    weights = {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
+    missing, unexpected = network.load_state_dict(weights, strict=False)
+    missing = [key for key in missing if not key.endswith("num_batches_tracked")]
+    if missing or unexpected or not weights:
+        raise ValueError(
+            f"{path}: not a checkpoint of this network (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -150,3 +150,21 @@ def test_resumed_run_ends_with_the_same_weights(scenes, tmp_path):
 
 def test_two_process_ddp_leaves_identical_weights(scenes, tmp_path):
     assert_ddp_ranks_agree(SMOKE, tmp_path, *scenes)
+
+
+def test_self_distillation_trains_on_pseudo_labels_from_an_earlier_stage(smoke_run, scenes, tmp_path):
+    pseudo_labels = predict_run(SMOKE, smoke_run, tmp_path / "labels", *scenes, "--data.eval_split=train")
+    first = SemanticSegmenter(backbone="resnet50", frozen_batch_norm=False, init_checkpoint=str(smoke_run))
+    first.setup("fit")
+    stage_one = torch.load(smoke_run, weights_only=False)["state_dict"]
+    assert torch.equal(first.network.backbone[0].weight, stage_one["network.backbone.0.weight"])
+    assert torch.equal(first.network.backbone[1].running_var, stage_one["network.backbone.1.running_var"])
+    last = fit_run(
+        SMOKE, tmp_path / "distill", *scenes, "--data.stage=self_distill", "--data.target_size=[64, 32]",
+        f"--data.pseudo_label_dir={pseudo_labels / 'train_ids'}", "--model.frozen_batch_norm=false",
+        f"--model.init_checkpoint={smoke_run}",
+    )  # fmt: skip
+    state = torch.load(last, weights_only=False)["state_dict"]
+    assert state["network.backbone.1.num_batches_tracked"] == 4  # BatchNorm trains in this stage
+    with pytest.raises(FileNotFoundError, match="none.ckpt: no checkpoint there"):
+        SemanticSegmenter(backbone="resnet50", init_checkpoint=str(tmp_path / "none.ckpt")).setup("fit")
