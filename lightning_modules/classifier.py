@@ -22,10 +22,10 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.networks.classifiers import build_classifier
 from lightning_modules.networks.losses import jensen_shannon_consistency
-from lightning_modules.networks.padain import insert_permuted_adain
+from lightning_modules.networks.padain import PermutedAdaINCheckpointing, insert_permuted_adain
 
 
-class ImageClassifier(LightningModule):
+class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
     """A ResNet classifier trained with cross-entropy, optionally with pAdaIN.
 
     Args:

@@ -28,6 +28,18 @@ def test_layer_maths_against_a_hand_computation():
     assert torch.allclose(y[0].std(dim=(1, 2)), x[2].std(dim=(1, 2)), rtol=1e-4)
 
 
+def test_source_to_target_mode_gives_the_source_half_the_target_statistics():
+    x = torch.randn(6, 3, 5, 6) * 2 + 1
+    layer = PermutedAdaIN(p=1.0, mode="source_to_target").train()
+    y = layer(x)
+    assert np.allclose(y[:3].numpy(), hand_adain(x.numpy(), [3, 4, 5, 3, 4, 5], 1e-5)[:3], atol=1e-5)
+    assert torch.equal(y[3:], x[3:])  # the target half passes unchanged
+    with pytest.raises(ValueError, match="a batch of 5 samples"):
+        layer(x[:5])
+    with pytest.raises(ValueError, match="mode='swap'"):
+        PermutedAdaIN(mode="swap")
+
+
 def test_identity_permutation_returns_the_input():
     x = torch.randn(3, 4, 6, 6)
     assert torch.allclose(permuted_adain(x, torch.arange(3)), x, atol=1e-4)
