@@ -4,8 +4,10 @@ DeepLab-v2 (ResNet-101, output stride 8, ASPP-v2 head) with pAdaIN after every b
 convolution of the backbone. Trained with pixel-wise cross-entropy (label 255 ignored) on
 logits upsampled to the label size, SGD with a poly schedule and 10x the learning rate on the
 head; evaluated by mIoU over the 19 Cityscapes classes with logits upsampled to the full label
-size. The same module trains the source-only stage (GTAV, frozen BatchNorm) and the
-self-distillation stage (Cityscapes with pseudo-labels, trained BatchNorm).
+size. The same module trains the three stages of the official code: source-only (GTAV, frozen
+BatchNorm), adversarial (FADA: GTAV labels and unlabelled Cityscapes, a class-wise feature
+discriminator, pAdaIN moving source statistics to target ones) and self-distillation
+(Cityscapes with pseudo-labels, trained BatchNorm).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.optim import SGD
+from torch.optim import SGD, Adam, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from lightning_modules.networks.deeplab import DeepLabV2
+from lightning_modules.networks.deeplab import ClassDomainDiscriminator, DeepLabV2
+from lightning_modules.networks.padain import PermutedAdaINCheckpointing
+
+ADAPTATIONS = ("none", "fada")
 
 
-class SemanticSegmenter(LightningModule):
+class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
     """DeepLab-v2 + pAdaIN for domain-generalising semantic segmentation.
 
     Args:
@@ -35,6 +40,10 @@ class SemanticSegmenter(LightningModule):
             stages); False trains it (self-distillation; add `--trainer.sync_batchnorm=true`
             with several processes).
         padain_p: pAdaIN probability (0.01; 0 is the baseline).
+        padain_mode: "permute" (source-only and self-distillation stages), or "source_to_target"
+            (the adversarial stage: source features take the statistics of the target images).
+        adaptation: "none" trains on labelled batches; "fada" is the adversarial stage, on batches
+            of source images with labels and unlabelled target images (see `training_step`).
         init_checkpoint: a SemanticSegmenter checkpoint of an earlier stage whose network weights
             `fit` starts from (self-distillation starts from the previous stage's model); unlike
             `--ckpt_path`, the steps, schedule and optimizer start afresh.
@@ -46,6 +55,14 @@ class SemanticSegmenter(LightningModule):
             (source-only: 31,250; the run stops earlier, at `trainer.max_steps` = 20,000).
         poly_power: 0.9.
         ignore_index: the label of unlabelled pixels (255).
+        temperature: FADA divides the class scores by this before the softmax (1.8).
+        soft_label_max: FADA's class soft labels are clipped to this (0.9).
+        adversarial_weight: weight of the network's adversarial term (0.001).
+        discriminator_lr: Adam learning rate of FADA's discriminator (1e-4), on the same poly schedule.
+        discriminator_betas: its Adam betas ((0.9, 0.99)).
+
+    With adaptation "fada" every iteration makes two optimizer steps (network, then
+    discriminator), so `trainer.max_steps` is twice the iterations and `iteration` half the step.
     """
 
     def __init__(
@@ -63,10 +80,25 @@ class SemanticSegmenter(LightningModule):
         poly_iterations: int = 31_250,
         poly_power: float = 0.9,
         ignore_index: int = 255,
+        padain_mode: str = "permute",
+        adaptation: str = "none",
+        temperature: float = 1.8,
+        soft_label_max: float = 0.9,
+        adversarial_weight: float = 0.001,
+        discriminator_lr: float = 1e-4,
+        discriminator_betas: tuple[float, float] = (0.9, 0.99),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.network = DeepLabV2(num_classes, backbone, backbone_weights, frozen_batch_norm, padain_p)
+        if adaptation not in ADAPTATIONS:
+            raise ValueError(f"adaptation={adaptation!r}; expected one of {ADAPTATIONS}")
+        if padain_mode == "source_to_target" and adaptation != "fada":
+            raise ValueError(
+                "padain_mode='source_to_target' needs batches of [source; target] halves: set adaptation='fada'"
+            )
+        self.network = DeepLabV2(num_classes, backbone, backbone_weights, frozen_batch_norm, padain_p, padain_mode)
+        self.discriminator = ClassDomainDiscriminator(2048, num_classes) if adaptation == "fada" else None
+        self.automatic_optimization = self.discriminator is None
         if backbone_weights is None and init_checkpoint is None:
             rank_zero_warn(
                 "SemanticSegmenter: no model.backbone_weights, so the backbone starts from random weights; the paper "
@@ -79,30 +111,92 @@ class SemanticSegmenter(LightningModule):
 
     @property
     def iteration(self) -> int:
-        """Training steps done: where the DataModule's batch stream continues after a resume."""
-        return self.global_step
+        """Training iterations done: where the DataModule's batch stream continues after a resume."""
+        return self.global_step // (1 if self.discriminator is None else 2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores at the input's size [B, classes, H, W]."""
         return upsample(self.network(images), images.shape[-2:])
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> dict[str, Any] | list[dict[str, Any]]:
         hp = self.hparams
         groups = [
             {"params": [p for p in self.network.backbone.parameters() if p.requires_grad], "lr": hp.lr},
             {"params": self.network.classifier.parameters(), "lr": hp.lr * hp.head_lr_factor},
         ]
-        optimizer = SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        network = self._with_poly(SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay))
+        if self.discriminator is None:
+            return network
+        parameters = self.discriminator.parameters()
+        return [network, self._with_poly(Adam(parameters, lr=hp.discriminator_lr, betas=hp.discriminator_betas))]
+
+    def _with_poly(self, optimizer: Optimizer) -> dict[str, Any]:
+        """The optimizer with the poly schedule lr * (1 - iteration / poly_iterations)^power."""
+        hp = self.hparams
         poly = LambdaLR(optimizer, lambda step: max(0.0, 1 - step / hp.poly_iterations) ** hp.poly_power)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": poly, "interval": "step"}}
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Cross-entropy of the scores upsampled to the labels' size [B, h, w]."""
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        """Cross-entropy of the scores upsampled to the labels' size [B, h, w]; the adversarial
+        stage's iteration when adaptation is "fada"."""
+        if self.discriminator is not None:
+            return self._adversarial_step(batch)
         logits = upsample(self.network(batch["images"]), batch["labels"].shape[-2:])
         loss = F.cross_entropy(logits, batch["labels"], ignore_index=self.hparams.ignore_index)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
+
+    def _adversarial_step(self, batch: dict[str, torch.Tensor]) -> None:
+        """One FADA iteration (spec 4.3.5) on source images [B, 3, H, W] with labels [B, H, W]
+        and target images [B, 3, h, w] (resized to H x W).
+
+        One backbone pass over [source; target] (so that pAdaIN's source_to_target mode gives
+        source features the target's statistics), then: the network steps on
+            CE(source scores / T, labels) + w * softCE(D(target features), [target soft labels, 0]),
+        which pulls target features towards "source pixel of class k"; the discriminator steps on
+            0.5 * softCE(D(source), [source soft, 0]) + 0.5 * softCE(D(target), [0, target soft])
+        on the detached features. Soft labels are softmax(scores / T), detached, clipped.
+        """
+        hp = self.hparams
+        network_optimizer, discriminator_optimizer = self.optimizers()
+        size = batch["labels"].shape[-2:]
+        targets = F.interpolate(batch["target_images"], size=size, mode="bilinear", align_corners=True)
+        features = self.network.backbone(torch.cat([batch["images"], targets]))  # [2B, 2048, H/8, W/8]
+        source_features, target_features = features.chunk(2)
+        source_scores = upsample(self.network.classifier(source_features), size) / hp.temperature  # [B, K, H, W]
+        target_scores = upsample(self.network.classifier(target_features), size) / hp.temperature
+        source_soft, target_soft = (
+            soft_labels(source_scores, hp.soft_label_max),
+            soft_labels(target_scores, hp.soft_label_max),
+        )
+        nothing = torch.zeros_like(target_soft)
+
+        segmentation = F.cross_entropy(source_scores, batch["labels"], ignore_index=hp.ignore_index)
+        fool = soft_cross_entropy(self._discriminate(target_features, size), torch.cat([target_soft, nothing], 1))
+        network_optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(segmentation + hp.adversarial_weight * fool)
+        network_optimizer.step()
+
+        source_term = soft_cross_entropy(
+            self._discriminate(source_features.detach(), size), torch.cat([source_soft, nothing], 1)
+        )
+        target_term = soft_cross_entropy(
+            self._discriminate(target_features.detach(), size), torch.cat([nothing, target_soft], 1)
+        )
+        discriminator = 0.5 * source_term + 0.5 * target_term
+        discriminator_optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(discriminator)
+        discriminator_optimizer.step()
+        self.log("train/loss", segmentation, prog_bar=True)
+        self.log_dict({"train/adversarial": fool, "train/discriminator": discriminator})
+        self.log("train/lr", network_optimizer.param_groups[0]["lr"])
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+
+    def _discriminate(self, features: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        """Discriminator scores [B, 2K, H, W] of features [B, 2048, h, w], upsampled to `size`."""
+        return upsample(self.discriminator(features), size)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Predicted train ids at the full label size, for the mIoU callback."""
@@ -122,8 +216,8 @@ class SemanticSegmenter(LightningModule):
 
 
 def load_network_weights(network: torch.nn.Module, path: str | Path) -> None:
-    """The `network.` weights of a SemanticSegmenter checkpoint; BatchNorm's step counters may be
-    absent, since an earlier stage may have frozen its BatchNorm."""
+    """The `network.` weights of a SemanticSegmenter checkpoint. BatchNorm's step counters may be
+    absent on either side, since either stage may freeze its BatchNorm."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -132,11 +226,24 @@ def load_network_weights(network: torch.nn.Module, path: str | Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
     weights = {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
     missing, unexpected = network.load_state_dict(weights, strict=False)
-    missing = [key for key in missing if not key.endswith("num_batches_tracked")]
+    missing, unexpected = (
+        [key for key in keys if not key.endswith("num_batches_tracked")] for keys in (missing, unexpected)
+    )
     if missing or unexpected or not weights:
         raise ValueError(
             f"{path}: not a checkpoint of this network (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
+
+
+def soft_labels(scores: torch.Tensor, maximum: float) -> torch.Tensor:
+    """FADA's class soft labels: softmax over classes of scores [B, K, H, W], detached, clipped at `maximum`."""
+    return F.softmax(scores.detach(), dim=1).clamp(max=maximum)
+
+
+def soft_cross_entropy(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of scores [B, C, H, W] against soft targets [B, C, H, W]: the sum over channels
+    of -target * log_softmax(scores), averaged over pixels."""
+    return -(targets * F.log_softmax(scores, dim=1)).sum(dim=1).mean()
 
 
 def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

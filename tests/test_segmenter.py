@@ -16,8 +16,9 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from datamodules.synthetic import write_segmentation_shift
 from lightning_modules import SemanticSegmenter
-from lightning_modules.networks.deeplab import ASPPv2, DeepLabV2
+from lightning_modules.networks.deeplab import ASPPv2, ClassDomainDiscriminator, DeepLabV2
 from lightning_modules.networks.padain import PermutedAdaIN
+from lightning_modules.segmenter import soft_cross_entropy, soft_labels
 from tests.helpers import assert_ddp_ranks_agree, fit_run, logged_columns, predict_run, run_cli_subprocess
 
 
@@ -99,6 +100,25 @@ def test_validation_predicts_at_the_full_label_size():
     assert outputs["preds"].shape == (1, 64, 128) and torch.equal(outputs["target"], batch["labels"])
 
 
+def test_fada_soft_labels_are_clipped_detached_class_probabilities():
+    scores = torch.randn(2, 5, 3, 4, requires_grad=True)
+    labels = soft_labels(scores, maximum=0.9)
+    assert not labels.requires_grad and labels.max() <= 0.9
+    assert torch.allclose(labels, torch.softmax(scores, dim=1).clamp(max=0.9))
+    one_hot = nn.functional.one_hot(torch.randint(0, 5, (2, 3, 4)), 5).permute(0, 3, 1, 2).float()
+    expected = nn.functional.cross_entropy(scores, one_hot.argmax(dim=1))
+    assert torch.allclose(soft_cross_entropy(scores, one_hot), expected)  # one-hot targets: plain CE
+    halves = torch.full_like(one_hot, 0.5)
+    assert torch.allclose(soft_cross_entropy(scores, halves), -0.5 * scores.log_softmax(dim=1).sum(dim=1).mean())
+
+
+def test_fada_discriminator_scores_every_class_in_either_domain():
+    discriminator = ClassDomainDiscriminator(in_channels=64, num_classes=19)
+    assert discriminator(torch.randn(2, 64, 5, 7)).shape == (2, 38, 5, 7)
+    with pytest.raises(ValueError, match="set adaptation='fada'"):
+        SemanticSegmenter(backbone="resnet50", padain_mode="source_to_target")
+
+
 # ---------------------------------------------------------------------- CLI on generated street scenes
 SMOKE = "configs/padain_segmentation/smoke.yaml"
 
@@ -168,3 +188,29 @@ def test_self_distillation_trains_on_pseudo_labels_from_an_earlier_stage(smoke_r
     assert state["network.backbone.1.num_batches_tracked"] == 4  # BatchNorm trains in this stage
     with pytest.raises(FileNotFoundError, match="none.ckpt: no checkpoint there"):
         SemanticSegmenter(backbone="resnet50", init_checkpoint=str(tmp_path / "none.ckpt")).setup("fit")
+
+
+# the adversarial stage: 4 iterations of 1 source + 1 target image, from the source-only run
+FADA = [
+    "--data.stage=adversarial", "--data.target_size=[64, 32]", "--model.adaptation=fada",
+    "--model.padain_mode=source_to_target", "--model.padain_p=0.5", "--trainer.max_steps=8",
+]  # fmt: skip
+
+
+def test_adversarial_stage_trains_a_discriminator_and_resumes_exactly(smoke_run, scenes, tmp_path):
+    stage_one = f"--model.init_checkpoint={smoke_run}"
+    last = fit_run(SMOKE, tmp_path / "a", *scenes, *FADA, stage_one, "--trainer.callbacks.save_top_k=-1")
+    checkpoint = torch.load(last, weights_only=False)
+    assert checkpoint["global_step"] == 8  # two optimizer steps per iteration: network, discriminator
+    assert checkpoint["lr_schedulers"][1]["last_epoch"] == 4  # both poly schedules count iterations
+    assert {"train/loss", "train/adversarial", "train/discriminator", "val/miou"} <= logged_columns(tmp_path / "a")
+    middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=4.ckpt"
+    resumed = fit_run(SMOKE, tmp_path / "b", *scenes, *FADA, stage_one, f"--ckpt_path={middle}")
+    expected, actual = checkpoint["state_dict"], torch.load(resumed, weights_only=False)["state_dict"]
+    assert any(key.startswith("discriminator.") for key in expected)
+    for key, value in expected.items():
+        assert torch.equal(actual[key], value), key
+
+
+def test_two_process_adversarial_stage_leaves_identical_weights(smoke_run, scenes, tmp_path):
+    assert_ddp_ranks_agree(SMOKE, tmp_path, *scenes, *FADA, f"--model.init_checkpoint={smoke_run}")

@@ -3,6 +3,7 @@
 The backbone is a torchvision ResNet (v1.5) whose layers 3 and 4 trade their stride for
 dilation 2 and 4 (output stride 8, 2048 channels); the ASPP-v2 head is four 3x3 convolutions
 from the features straight to class scores, dilated 6, 12, 18 and 24, whose outputs are summed.
+The adversarial (FADA) stage adds a class-wise discriminator on the backbone's features.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class DeepLabV2(nn.Module):
             SyncBatchNorm across processes through the trainer's `sync_batchnorm`).
         padain_p: pAdaIN probability after every bottleneck convolution of the backbone, the
             stem excluded as in the official segmentation code; 0 inserts none (the baseline).
+        padain_mode: "permute", or "source_to_target" for batches of [source; target] halves
+            (the adversarial stage).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class DeepLabV2(nn.Module):
         weights_path: str | None = None,
         frozen_batch_norm: bool = True,
         padain_p: float = 0.01,
+        padain_mode: str = "permute",
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -88,11 +92,37 @@ class DeepLabV2(nn.Module):
         )  # fmt: skip
         if frozen_batch_norm:
             freeze_batch_norm(self.backbone)
-        self.num_padain = insert_permuted_adain(self.backbone, padain_p, stem=False) if padain_p > 0 else 0
+        self.num_padain = (
+            insert_permuted_adain(self.backbone, padain_p, stem=False, mode=padain_mode) if padain_p > 0 else 0
+        )
         self.classifier = ASPPv2(2048, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.backbone(images))
+
+
+class ClassDomainDiscriminator(nn.Module):
+    """FADA's fine-grained discriminator: features [B, C, h, w] -> scores [B, 2K, h, w].
+
+    Channels 0..K-1 score "source pixel of class k", channels K..2K-1 "target pixel of class k";
+    trained against class soft labels (spec 4.3.5): two 3x3 convolutions with LeakyReLU(0.2),
+    then two 3x3 heads of K channels each.
+    """
+
+    def __init__(self, in_channels: int = 2048, num_classes: int = 19, widths: tuple[int, int] = (256, 128)) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(widths[0], widths[1], 3, padding=1),
+            nn.LeakyReLU(0.2),
+        )
+        self.source_head = nn.Conv2d(widths[1], num_classes, 3, padding=1)
+        self.target_head = nn.Conv2d(widths[1], num_classes, 3, padding=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(features)
+        return torch.cat([self.source_head(hidden), self.target_head(hidden)], dim=1)
 
 
 def load_imagenet_weights(resnet: nn.Module, path: str | Path) -> None:
