@@ -39,6 +39,7 @@ bench: $(BIN)/lightning
 	$(BIN)/python -m benchmarks.singan_speed
 	$(BIN)/python -m benchmarks.metrics_speed
 	$(BIN)/python -m benchmarks.padain_speed
+	$(BIN)/python -m benchmarks.padain_speed --task segmentation
 	$(BIN)/python -m benchmarks.analogy_speed
 	$(BIN)/python -m benchmarks.ost_speed
 	$(BIN)/python -m benchmarks.disentangle_speed

@@ -1,11 +1,16 @@
-"""Cost of Permuted AdaIN: training images per second and peak memory of a CIFAR ResNet-18
-on 32x32 inputs with p = 0 (no layer), 0.01 (the paper's) and 1 (fires at every layer).
+"""Cost of Permuted AdaIN: training images per second and peak memory, with and without the layer.
 
-    python -m benchmarks.padain_speed [--steps 20] [--repeats 3] [--batch-size 128] [--device cuda]
+    python -m benchmarks.padain_speed [--task classification] [--steps 20] [--repeats 3] [--device cuda]
+    python -m benchmarks.padain_speed --task segmentation [--size 1280 720] [--batch-size 2]
+
+classification: a CIFAR ResNet-18 on 32x32 inputs, batch 128, with p = 0 (no layer), 0.01 (the
+paper's) and 1 (fires at every layer). segmentation: DeepLab-v2 ResNet-101 with frozen BatchNorm
+(the source-only stage), batch 2 (the paper's per-GPU batch) at 1280x720 on a GPU or 320x180 on a
+CPU, with p = 0 and 0.01.
 
 Each measurement runs in its own process (peak memory is its own); a step is forward,
 backward and an SGD update on random data, timed after warm-up steps. The runs of the
-three settings are interleaved and repeated, and the table gives medians.
+settings are interleaved and repeated, and the table gives medians.
 """
 
 from __future__ import annotations
@@ -17,25 +22,54 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lightning_modules.networks.classifiers import build_classifier
+from lightning_modules.networks.deeplab import DeepLabV2
+from lightning_modules.segmenter import upsample
+
+PROBABILITIES = {"classification": (0.0, 0.01, 1.0), "segmentation": (0.0, 0.01)}
+BATCH_SIZES = {"classification": 128, "segmentation": 2}
+SIZES = {
+    "classification": {"cpu": (32, 32), "cuda": (32, 32)},
+    "segmentation": {"cpu": (320, 180), "cuda": (1280, 720)},
+}
 
 
-def measure(p: float, steps: int, batch_size: int, device: torch.device) -> dict:
+def build(task: str, p: float, batch_size: int, size: tuple[int, int], device: torch.device) -> Callable[[], None]:
+    """One training step of the task's network on fixed random data; inputs are size (width, height)."""
     torch.manual_seed(0)
-    network = build_classifier("resnet18", 100, cifar_stem=True, padain_p=p).to(device).train()
-    optimizer = torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9)
-    images = torch.randn(batch_size, 3, 32, 32, device=device)
-    labels = torch.randint(0, 100, (batch_size,), device=device)
+    width, height = size
+    images = torch.randn(batch_size, 3, height, width, device=device)
+    if task == "classification":
+        network: nn.Module = build_classifier("resnet18", 100, cifar_stem=True, padain_p=p)
+        labels = torch.randint(0, 100, (batch_size,), device=device)
+
+        def loss() -> torch.Tensor:
+            return F.cross_entropy(network(images), labels)
+    else:
+        network = DeepLabV2(19, "resnet101", frozen_batch_norm=True, padain_p=p)
+        labels = torch.randint(0, 19, (batch_size, height, width), device=device)
+
+        def loss() -> torch.Tensor:
+            return F.cross_entropy(upsample(network(images), (height, width)), labels, ignore_index=255)
+
+    network.to(device).train()
+    optimizer = torch.optim.SGD([q for q in network.parameters() if q.requires_grad], lr=1e-3, momentum=0.9)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(network(images), labels).backward()
+        loss().backward()
         optimizer.step()
 
+    return step
+
+
+def measure(step: Callable[[], None], steps: int, batch_size: int, device: torch.device) -> dict:
     for _ in range(max(2, steps // 5)):  # warm-up
         step()
     if device.type == "cuda":
@@ -56,31 +90,39 @@ def measure(p: float, steps: int, batch_size: int, device: torch.device) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--task", choices=tuple(PROBABILITIES), default="classification")
+    parser.add_argument("--steps", type=int, help="timed steps (default: 20 classification, 5 segmentation)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--p", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    device = torch.device(args.device)
+    steps = args.steps or (20 if args.task == "classification" else 5)
+    batch_size = args.batch_size or BATCH_SIZES[args.task]
+    size = tuple(args.size or SIZES[args.task][device.type])
     if args.p is not None:
-        print(json.dumps(measure(args.p, args.steps, args.batch_size, torch.device(args.device))))
+        print(json.dumps(measure(build(args.task, args.p, batch_size, size, device), steps, batch_size, device)))
         return
-    memory = "peak GPU MiB" if args.device == "cuda" else "peak RSS MiB"
-    print(f"CIFAR ResNet-18, batch {args.batch_size}, 32x32, {args.steps} steps on {args.device}, ", end="")
+    network = "CIFAR ResNet-18" if args.task == "classification" else "DeepLab-v2 ResNet-101, frozen BatchNorm"
+    memory = "peak GPU MiB" if device.type == "cuda" else "peak RSS MiB"
+    print(f"{network}, batch {batch_size}, {size[0]}x{size[1]}, {steps} steps on {args.device}, ", end="")
     print(f"median of {args.repeats} interleaved runs\n")
     print(f"| pAdaIN p | images/s | relative to p=0 | {memory} |\n|---|---|---|---|")
-    runs: dict[float, list[dict]] = {p: [] for p in (0.0, 0.01, 1.0)}
+    runs: dict[float, list[dict]] = {p: [] for p in PROBABILITIES[args.task]}
     for _ in range(args.repeats):  # interleaved, so that drifts of the machine hit every p alike
         for p in runs:
-            command = [sys.executable, "-m", "benchmarks.padain_speed", "--p", str(p), "--steps", str(args.steps)]
-            command += ["--batch-size", str(args.batch_size), "--device", args.device]
+            command = [sys.executable, "-m", "benchmarks.padain_speed", "--task", args.task, "--p", str(p)]
+            command += ["--steps", str(steps), "--batch-size", str(batch_size), "--device", args.device]
+            command += ["--size", *map(str, size)]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             runs[p].append(json.loads(output.splitlines()[-1]))
     baseline = statistics.median(r["images_per_s"] for r in runs[0.0])
     for p, results in runs.items():
         speed = statistics.median(r["images_per_s"] for r in results)
         peak = statistics.median(r["peak_mib"] for r in results)
-        print(f"| {p} | {speed:.1f} | {speed / baseline:.3f} | {peak:.0f} |")
+        print(f"| {p} | {speed:.2f} | {speed / baseline:.3f} | {peak:.0f} |")
 
 
 if __name__ == "__main__":
