@@ -1,4 +1,4 @@
-"""Losses: the single-image pyramid GANs' (spec sections 1.4, 3.5) and AugMix's consistency loss."""
+"""Losses: the single-image/video pyramid GANs' (spec sections 1.4, 3.5, 4.6) and AugMix's consistency loss."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from torch import nn
 def pixelwise_gradient_penalty(
     critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, epsilon: torch.Tensor
 ) -> torch.Tensor:
-    """mean over pixels of (||grad_x D(x_hat)||_2 - 1)^2, the norm taken over channels.
+    """mean over pixels (or voxels) of (||grad_x D(x_hat)||_2 - 1)^2, the norm taken over channels.
 
     SinGAN's penalty is a per-location Lipschitz constraint: one interpolation weight
     `epsilon` (a scalar) for the whole batch, x_hat = eps * real + (1 - eps) * fake, and
     the gradient's L2 norm over the channel axis at every pixel, averaged over pixels.
     """
-    # real, fake: [B, C, H, W]; epsilon: [] or [1]
+    # real, fake: [B, C, H, W] (images) or [B, C, T, H, W] (videos); epsilon: [] or [1]
     mixed = (epsilon * real + (1 - epsilon) * fake).requires_grad_(True)
     scores = critic(mixed)
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
@@ -71,6 +71,65 @@ class SinGANLoss:
         adversarial = -critic(fake).mean()
         rec = F.mse_loss(reconstruction, real)
         loss = adversarial + self.rec_weight * rec
+        return {"loss": loss, "adversarial": adversarial, "reconstruction": rec}
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) averaged over every latent element (spec 4.6: a mean, not a sum).
+
+    KL = mean( -1/2 (1 + log sigma^2 - mu^2 - sigma^2) )
+    """
+    return (-0.5 * (1 + logvar - mu.square() - logvar.exp())).mean()
+
+
+class HPVAEGANLoss:
+    """HP-VAE-GAN's losses (spec 4.6; paper section 3, the VAE objective and the WGAN-GP levels).
+
+    VAE level s:  L = alpha [ MSE(x^_s, x_s) + MSE(x^_0_vae, x_0) ] + beta KL(q(z|x_0) || N(0, I))
+    GAN level s:  L_D = -mean D(x_s) + mean D(x~_s) + lambda GP(x_s, x~_s)
+                  L_G = alpha MSE(x^_s, x_s) - gamma mean D(x~_s)
+    with x^ the reconstruction from the encoded real clip, x~ a random sample; alpha = 10,
+    beta = 1, lambda = 0.1, gamma = 1 in the official code.
+    """
+
+    def __init__(
+        self, rec_weight: float = 10.0, kl_weight: float = 1.0, gp_weight: float = 0.1, adversarial_weight: float = 1.0
+    ) -> None:
+        self.rec_weight = rec_weight
+        self.kl_weight = kl_weight
+        self.gp_weight = gp_weight
+        self.adversarial_weight = adversarial_weight
+
+    def vae(
+        self,
+        reconstruction: torch.Tensor,
+        real: torch.Tensor,
+        vae_output: torch.Tensor,
+        real_zero: torch.Tensor,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Loss of a VAE level: both reconstructions and the KL; at level 0 both terms are the same MSE."""
+        # reconstruction, real: [B, 3, T_s, H_s, W_s]; vae_output, real_zero: [B, 3, T_0, H_0, W_0]
+        rec = F.mse_loss(reconstruction, real)
+        vae_rec = F.mse_loss(vae_output, real_zero)
+        kl = gaussian_kl(mu, logvar)
+        loss = self.rec_weight * (rec + vae_rec) + self.kl_weight * kl
+        return {"loss": loss, "reconstruction": rec, "vae_reconstruction": vae_rec, "kl": kl}
+
+    def critic(
+        self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, epsilon: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Critic loss on a detached fake; returns the total under "loss" and its terms."""
+        return wgan_gp_critic_loss(critic, real, {"fake": fake}, {"fake": epsilon}, self.gp_weight)
+
+    def generator(
+        self, critic: nn.Module, fake: torch.Tensor, reconstruction: torch.Tensor, real: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Loss of a GAN level: adversarial term on the random sample, reconstruction of the encoded clip."""
+        adversarial = -critic(fake).mean()
+        rec = F.mse_loss(reconstruction, real)
+        loss = self.adversarial_weight * adversarial + self.rec_weight * rec
         return {"loss": loss, "adversarial": adversarial, "reconstruction": rec}
 
 

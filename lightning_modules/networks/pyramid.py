@@ -1,4 +1,6 @@
-"""Per-scale networks of a SinGAN-style pyramid (spec sections 1.2 and 3.3).
+"""Per-scale networks of a SinGAN-style pyramid (spec sections 1.2 and 3.3), and the blocks they
+share with the 3D networks of HP-VAE-GAN (networks/video.py): `ConvBlock` and `conv_stack` take
+the number of spatial dims (2 for images, 3 for videos).
 
 Both players are five 3x3 convolutions (receptive field 11x11). In SinGAN nothing is
 padded inside the networks: the generator zero-pads its input by 5 px so that its
@@ -29,31 +31,69 @@ def scale_width(scale: int, base_width: int = 32, max_width: int = 128) -> int:
 
 
 NORMS = {
-    "batch": nn.BatchNorm2d,
+    # name -> normalisation layer per number of spatial dims (2: images, 3: videos)
+    "batch": {2: nn.BatchNorm2d, 3: nn.BatchNorm3d},
     # Structural analogy's official code keeps BatchNorm in training mode at batch size 1,
     # which normalises each image by its own statistics: that is instance normalisation
     # with an affine. Spelled as such, a batch of samples equals the same samples drawn
     # one at a time, and no running statistics drift.
-    "instance": lambda channels: nn.InstanceNorm2d(channels, affine=True),
+    "instance": {
+        2: lambda channels: nn.InstanceNorm2d(channels, affine=True),
+        3: lambda channels: nn.InstanceNorm3d(channels, affine=True),
+    },
+    # no normalisation (HP-VAE-GAN's spectrally normalised encoder and critic blocks)
+    "none": {2: lambda channels: nn.Identity(), 3: lambda channels: nn.Identity()},
 }
+CONVS = {2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def conv(in_channels: int, out_channels: int, padding: int = 0, dims: int = 2, spectral: bool = False) -> nn.Module:
+    """A 3x3 (dims=2) or 3x3x3 (dims=3) convolution, optionally spectrally normalised."""
+    layer = CONVS[dims](in_channels, out_channels, kernel_size=3, padding=padding)
+    return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
 
 
 class ConvBlock(nn.Sequential):
-    """Conv2d(3x3) -> normalisation -> LeakyReLU(0.2); `padding` 0 is a valid convolution."""
+    """Convolution (3x3, or 3x3x3 with `dims=3`) -> normalisation -> LeakyReLU(0.2).
 
-    def __init__(self, in_channels: int, out_channels: int, padding: int = 0, norm: str = "batch") -> None:
+    `padding` 0 is a valid convolution, 1 a "same" one; `spectral` applies spectral
+    normalisation to the convolution's weight (use it with `norm="none"`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        padding: int = 0,
+        norm: str = "batch",
+        dims: int = 2,
+        spectral: bool = False,
+    ) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=padding),
-            NORMS[norm](out_channels),
+            conv(in_channels, out_channels, padding, dims, spectral),
+            NORMS[norm][dims](out_channels),
             nn.LeakyReLU(0.2),
         )
 
 
-def _body(channels: int, width: int, out_channels: int, padding: int = 0, norm: str = "batch") -> nn.Sequential:
-    """head ConvBlock, three body ConvBlocks, tail 3x3 convolution."""
-    blocks = [ConvBlock(channels, width, padding, norm)]
-    blocks += [ConvBlock(width, width, padding, norm) for _ in range(NUM_LAYERS - 2)]
-    return nn.Sequential(*blocks, nn.Conv2d(width, out_channels, kernel_size=3, padding=padding))
+def conv_stack(
+    channels: int,
+    width: int,
+    out_channels: int,
+    padding: int = 0,
+    norm: str = "batch",
+    dims: int = 2,
+    num_blocks: int = NUM_LAYERS - 1,
+    spectral: bool = False,
+) -> nn.Sequential:
+    """`num_blocks` ConvBlocks (channels -> width -> ... -> width), then a plain tail convolution to `out_channels`.
+
+    The pyramid networks of SinGAN and structural analogy are 4 blocks + tail (2D); HP-VAE-GAN's
+    3D decoder, refinement stages and critic are 6 blocks + tail (receptive field 15^3).
+    """
+    blocks = [ConvBlock(channels, width, padding, norm, dims, spectral)]
+    blocks += [ConvBlock(width, width, padding, norm, dims, spectral) for _ in range(num_blocks - 1)]
+    return nn.Sequential(*blocks, conv(width, out_channels, padding, dims))
 
 
 def init_weights(module: nn.Module) -> None:
@@ -61,7 +101,7 @@ def init_weights(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d)):
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.InstanceNorm3d)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 
@@ -89,7 +129,7 @@ class ScaleGenerator(nn.Module):
         super().__init__()
         self.residual = residual
         self.input_padding = 0 if same_padding else PADDING
-        self.body = _body(channels, width, channels, padding=int(same_padding), norm=norm)
+        self.body = conv_stack(channels, width, channels, padding=int(same_padding), norm=norm)
         init_weights(self)
 
     def forward(self, noise: torch.Tensor | None, prev: torch.Tensor) -> torch.Tensor:
@@ -106,7 +146,7 @@ class PatchCritic(nn.Module):
 
     def __init__(self, width: int, channels: int = 3, norm: str = "batch") -> None:
         super().__init__()
-        self.body = _body(channels, width, 1, norm=norm)
+        self.body = conv_stack(channels, width, 1, norm=norm)
         init_weights(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
