@@ -7,6 +7,7 @@ from datamodules.image_folders import ImageFolderDataModule
 from datamodules.image_pair import ImagePairDataModule
 from datamodules.segmentation import GTAVCityscapesDataModule
 from datamodules.single_image import SingleImageDataModule
+from datamodules.single_video import SingleVideoDataModule
 from datamodules.unpaired_folders import UnpairedFoldersDataModule
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "ImagePairDataModule",
     "GTAVCityscapesDataModule",
     "SingleImageDataModule",
+    "SingleVideoDataModule",
     "UnpairedFoldersDataModule",
 ]

@@ -639,6 +639,37 @@ def write_segmentation_shift(
     return gtav, cityscapes
 
 
+def moving_square_clip(
+    num_frames: int = 9, size: tuple[int, int] = (16, 16), square: int = 4, speed: int = 1, seed: int = 0
+) -> np.ndarray:
+    """A square crossing a still textured background at `speed` px per frame (left to right); uint8 [T, H, W, 3].
+
+    The known motion of the learning tests: the real clip's frame-to-frame change is the
+    square's leading and trailing edges only.
+    """
+    height, width = size
+    background = (pattern_image(height, width, seed) * 0.5).astype(np.uint8)  # a dim, structured backdrop
+    frames = np.repeat(background[None], num_frames, axis=0)
+    top = (height - square) // 2
+    for t in range(num_frames):
+        left = (t * speed) % max(width - square, 1)
+        frames[t, top : top + square, left : left + square] = (255, 220, 40)
+    return frames
+
+
+def write_clip(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
+    """Write uint8 frames [T, H, W, 3] as a video file (by the suffix of `path`) or, without suffix, a frame folder."""
+    from datamodules.single_video import write_video_file
+
+    path = Path(path)
+    if path.suffix:
+        return write_video_file(path, frames, fps)
+    path.mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(frames):
+        write_image(path / f"frame_{t:04d}.png", frame)
+    return path
+
+
 def main() -> None:
     """`python -m datamodules.synthetic KIND ROOT [--count N] [--seed S]`: write a small dataset in its real layout."""
     import argparse

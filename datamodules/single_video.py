@@ -1,0 +1,267 @@
+"""One training video clip and its spatio-temporal pyramid (HP-VAE-GAN, spec sections 4.2-4.3).
+
+The clip is read from a video file (MP4, AVI, WebM, MOV, MKV or GIF, decoded by PyAV) or a
+folder of frames (PNG, JPEG, BMP, WebP, sorted by name). Every error (missing file,
+undecodable file, too few frames, frames of different sizes) names the path and what was
+expected, and is raised when the DataModule is built, before a run writes anything.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader
+
+from datamodules.single_image import IMAGE_SUFFIXES, RepeatedPyramid, SampleRequests, pyramid_shapes
+from lightning_modules.networks.video import VideoShape
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
+
+
+def _clip_indices(start: int, num_frames: int, stride: int) -> range:
+    return range(start, start + (num_frames - 1) * stride + 1, stride)
+
+
+def _too_few_frames(path: Path, available: int, start: int, num_frames: int, stride: int) -> ValueError:
+    needed = (num_frames - 1) * stride + 1
+    return ValueError(
+        f"{path}: {available} frames from frame {start} on, but num_frames={num_frames} at stride={stride} "
+        f"needs {needed}; choose an earlier start, a smaller stride or fewer frames"
+    )
+
+
+def read_video_file(path: Path, start: int, num_frames: int, stride: int) -> tuple[np.ndarray, float]:
+    """Decode frames start, start + stride, ... of a video file; returns uint8 [N, H, W, 3] and the file's fps."""
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(f"{path}: unsupported video type {path.suffix!r}; expected one of {', '.join(VIDEO_SUFFIXES)}")
+    wanted = set(_clip_indices(start, num_frames, stride))
+    frames, decoded = [], 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path}: the file has no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            for frame in container.decode(stream):
+                if decoded in wanted:
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                decoded += 1
+                if len(frames) == num_frames:
+                    break
+    except av.FFmpegError as error:
+        raise ValueError(
+            f"{path}: cannot decode the video ({error}); expected a complete {'/'.join(VIDEO_SUFFIXES)} file "
+            "with a codec that FFmpeg reads (H.264, VP8/9, MPEG-4, GIF...)"
+        ) from error
+    if len(frames) < num_frames:
+        raise _too_few_frames(path, max(decoded - start, 0), start, num_frames, stride)
+    return np.stack(frames), fps
+
+
+def read_frame_folder(path: Path, start: int, num_frames: int, stride: int) -> np.ndarray:
+    """Read frames start, start + stride, ... of a folder of images sorted by name; uint8 [N, H, W, 3]."""
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{path}: no frames in the folder (expected image files: {', '.join(IMAGE_SUFFIXES)})")
+    indices = _clip_indices(start, num_frames, stride)
+    if indices[-1] >= len(files):
+        raise _too_few_frames(path, max(len(files) - start, 0), start, num_frames, stride)
+    frames = []
+    for index in indices:
+        try:
+            with Image.open(files[index]) as image:
+                frames.append(np.asarray(image.convert("RGB")))
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{files[index]}: not a readable image ({error})") from error
+        if frames[-1].shape != frames[0].shape:
+            h0, w0 = frames[0].shape[:2]
+            h, w = frames[-1].shape[:2]
+            raise ValueError(f"{files[index]}: frame is {h}x{w}, but {files[indices[0]]} is {h0}x{w0}; "
+                             "all frames of a folder must have the same size")  # fmt: skip
+    return np.stack(frames)
+
+
+def load_clip(
+    path: str | Path, start_frame: int = 0, num_frames: int = 13, stride: int = 1, start_time: float | None = None,
+    folder_fps: float = 25.0,
+) -> tuple[torch.Tensor, float]:  # fmt: skip
+    """Read a clip of `num_frames` frames as a float tensor [3, N, H, W] in [-1, 1], and its frame rate.
+
+    Args:
+        path: a video file or a folder of frames.
+        start_frame: index of the first frame.
+        num_frames: frames in the clip.
+        stride: take every `stride`-th frame (the clip's frame rate is the source's / stride).
+        start_time: start in seconds instead of `start_frame` (frame round(start_time * fps)).
+        folder_fps: frame rate of a folder of frames.
+    """
+    path = Path(path)
+    if num_frames < 2 or stride < 1:
+        raise ValueError(f"num_frames={num_frames} must be >= 2 and stride={stride} >= 1")
+    if path.is_dir():
+        fps = folder_fps
+        start = round(start_time * fps) if start_time is not None else start_frame
+        frames = read_frame_folder(path, start, num_frames, stride)
+    elif path.is_file():
+        if start_time is not None:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                start_frame = round(start_time * float(stream.average_rate or stream.guessed_rate or 25))
+        frames, fps = read_video_file(path, start_frame, num_frames, stride)
+    else:
+        raise FileNotFoundError(
+            f"{path}: no such video file or frame folder (expected a {'/'.join(VIDEO_SUFFIXES)} file "
+            "or a folder of image files)"
+        )
+    clip = torch.from_numpy(frames.astype(np.float32) / 127.5 - 1.0).permute(3, 0, 1, 2).contiguous()
+    return clip, fps / stride
+
+
+def write_video_file(path: str | Path, frames: np.ndarray, fps: float) -> Path:
+    """Write uint8 frames [N, H, W, 3] as a GIF (Pillow) or, for any other suffix, H.264 (or MPEG-4) video.
+
+    Video codecs need even sizes: odd heights/widths are padded by repeating the last row/column.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        images = [Image.fromarray(frame) for frame in frames]
+        images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+        return path
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "18"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def frame_strides_of(num_levels: int, frame_strides: tuple[int, ...]) -> list[int]:
+    """Temporal stride of every level: `frame_strides` spread linearly over the levels (spec 4.2).
+
+    Level s uses frame_strides[floor(s / S * (len - 1))], S the finest level: for 10 levels and
+    (4, 3, 2, 1) that is 4, 4, 4, 3, 3, 3, 2, 2, 2, 1.
+    """
+    last = max(num_levels - 1, 1)
+    return [frame_strides[math.floor(s / last * (len(frame_strides) - 1))] for s in range(num_levels)]
+
+
+def video_pyramid_shapes(
+    height: int, width: int, num_frames: int, max_width: int = 256, min_width: int = 32, scale_factor: float = 0.75,
+    frame_strides: tuple[int, ...] = (4, 3, 2, 1),
+) -> list[VideoShape]:  # fmt: skip
+    """(frames, height, width) of every level, coarse to fine (spec 4.3).
+
+    Widths follow SinGAN's rule for a `max_width`-wide square (S = 9, r = (32/256)^(1/9) for the
+    defaults, coarsest width 33 through the floating-point ceil), heights keep the clip's aspect
+    ratio (int(w * H / W)), and level s holds every frame_strides_of(...)[s]-th frame of the clip.
+    """
+    widths = [w for _, w in pyramid_shapes(max_width, max_width, min_width, max_width, scale_factor)]
+    strides = frame_strides_of(len(widths), frame_strides)
+    return [((num_frames - 1) // every + 1, max(int(w * height / width), 1), w) for w, every in zip(widths, strides)]
+
+
+def build_video_pyramid(clip: torch.Tensor, shapes: list[VideoShape], antialias: bool = True) -> list[torch.Tensor]:
+    """Level clips [1, 3, T_s, H_s, W_s] of `clip` [3, N, H, W]: every k-th frame, resized bilinearly.
+
+    k = (N - 1) / (T_s - 1). The official code resizes with OpenCV's linear filter without
+    antialiasing; `antialias=True` (the default here) removes the aliasing at the coarse levels.
+    """
+    num_frames = clip.shape[1]
+    levels = []
+    for frames, height, width in shapes:
+        every = (num_frames - 1) // (frames - 1) if frames > 1 else num_frames
+        picked = clip[:, ::every][:, :frames].permute(1, 0, 2, 3)  # [T_s, 3, H, W]
+        resized = F.interpolate(picked, size=(height, width), mode="bilinear", antialias=antialias, align_corners=False)
+        levels.append(resized.clamp(-1, 1).permute(1, 0, 2, 3).unsqueeze(0).contiguous())
+    return levels
+
+
+class SingleVideoDataModule(LightningDataModule):
+    """A single training clip as a spatio-temporal pyramid (HP-VAE-GAN, spec 4.2-4.3).
+
+    Every training batch is the whole pyramid: a list of level clips [1, 3, T_s, H_s, W_s]
+    (batch size 1, as the official code); level 0 is also the encoder's input.
+
+    Args:
+        path: a video file (MP4, AVI, WebM, MOV, MKV, GIF) or a folder of frames.
+        num_frames: frames of the clip (paper: 13, giving 4/5/7/13 frames over the levels).
+        stride: take every `stride`-th frame of the source.
+        start_frame: index of the clip's first frame.
+        start_time: start in seconds instead of `start_frame`.
+        folder_fps: frame rate of a folder of frames.
+        max_width: width of the finest level (paper: 256); the height keeps the aspect ratio.
+        min_width: width of the coarsest level (paper: 32).
+        scale_factor: nominal ratio between levels, used to count them (0.75).
+        frame_strides: temporal strides, coarse to fine, spread over the levels (paper: 4, 3, 2, 1).
+        antialias: antialiased spatial downsampling (the official code has none).
+        num_samples: how many clips `predict` writes.
+        sample_seed: seed of the first predicted clip; clip i uses sample_seed + i.
+        sample_scale: (frames, height, width) factors of the predicted clips relative to the
+            training pyramid (longer or larger clips); every level's shape is scaled.
+        batch_size: predicted clips per forward pass.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        num_frames: int = 13,
+        stride: int = 1,
+        start_frame: int = 0,
+        start_time: float | None = None,
+        folder_fps: float = 25.0,
+        max_width: int = 256,
+        min_width: int = 32,
+        scale_factor: float = 0.75,
+        frame_strides: tuple[int, ...] = (4, 3, 2, 1),
+        antialias: bool = True,
+        num_samples: int = 8,
+        sample_seed: int = 0,
+        sample_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        batch_size: int = 1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.clip, self.fps = load_clip(path, start_frame, num_frames, stride, start_time, folder_fps)
+        _, _, height, width = self.clip.shape
+        self.pyramid_shapes = video_pyramid_shapes(
+            height, width, num_frames, max_width, min_width, scale_factor, tuple(frame_strides)
+        )
+        if min(min(shape) for shape in self.pyramid_shapes) < 1 or self.pyramid_shapes[0][1] < 3:
+            raise ValueError(f"{path}: a {height}x{width} clip gives too small coarse levels {self.pyramid_shapes}")
+        self.pyramid: list[torch.Tensor] = []
+
+    def setup(self, stage: str) -> None:
+        if not self.pyramid:
+            self.pyramid = build_video_pyramid(self.clip, self.pyramid_shapes, self.hparams.antialias)
+
+    def sample_shapes(self) -> list[VideoShape]:
+        """Level shapes of the predicted clips: the training shapes times `sample_scale`."""
+        factors = self.hparams.sample_scale
+        return [tuple(max(round(n * f), 1) for n, f in zip(shape, factors)) for shape in self.pyramid_shapes]
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(RepeatedPyramid(self.pyramid), batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader([self.pyramid], batch_size=None)
+
+    def predict_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        request = {"shapes": torch.tensor(self.sample_shapes()), "fps": self.fps}
+        return DataLoader(SampleRequests(hp.num_samples, hp.sample_seed, request), batch_size=hp.batch_size)
