@@ -5,11 +5,12 @@ from callbacks.fid_kid import FIDKID
 from callbacks.mask_iou import MaskIoU
 from callbacks.miou import MeanIoU
 from callbacks.perceptual import ContentStyleDistances
-from callbacks.prediction_writer import ImagePredictionWriter, SegmentationPredictionWriter
+from callbacks.prediction_writer import ImagePredictionWriter, SegmentationPredictionWriter, VideoPredictionWriter
 from callbacks.progress import PyramidProgressBar
 from callbacks.samples import SampleGrid
 from callbacks.sifid import SIFID
 from callbacks.translation import TranslationAccuracy
+from callbacks.video_metrics import VideoDiversity, VideoSIFID
 
 __all__ = [
     "ContentStyleDistances",
@@ -23,4 +24,7 @@ __all__ = [
     "SampleGrid",
     "SegmentationPredictionWriter",
     "TranslationAccuracy",
+    "VideoDiversity",
+    "VideoPredictionWriter",
+    "VideoSIFID",
 ]

@@ -3,6 +3,7 @@
 from lightning_modules.classifier import ImageClassifier
 from lightning_modules.content_transfer import MaskContentTransfer
 from lightning_modules.domain_intersection import DomainIntersectionDifference
+from lightning_modules.hp_vae_gan import HPVAEGAN
 from lightning_modules.one_shot_translation import OneShotTranslation
 from lightning_modules.segmenter import SemanticSegmenter
 from lightning_modules.singan import SinGAN
@@ -10,6 +11,7 @@ from lightning_modules.structural_analogy import StructuralAnalogy
 
 __all__ = [
     "DomainIntersectionDifference",
+    "HPVAEGAN",
     "ImageClassifier",
     "MaskContentTransfer",
     "OneShotTranslation",

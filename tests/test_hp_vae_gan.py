@@ -1,0 +1,284 @@
+"""HP-VAE-GAN: losses, 3D networks, the single-video data, and runs through the real CLI and
+configs/hp_vae_gan/smoke.yaml."""
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+
+from callbacks.video_metrics import diversity, video_sifid
+from datamodules.single_video import SingleVideoDataModule, frame_strides_of, video_pyramid_shapes
+from datamodules.synthetic import moving_square_clip, write_clip
+from lightning_modules.hp_vae_gan import HPVAEGAN
+from lightning_modules.networks.losses import HPVAEGANLoss, gaussian_kl
+from lightning_modules.networks.video import PatchDecoder, PatchEncoder, RefinementStage, VideoCritic
+from tests.helpers import (
+    REPO,
+    TinySpatialFeatures,
+    assert_ddp_ranks_agree,
+    fit_run,
+    logged_columns,
+    predict_run,
+    run_cli,
+    run_cli_subprocess,
+)
+
+SMOKE = str(REPO / "configs/hp_vae_gan/smoke.yaml")
+fit = partial(fit_run, SMOKE)  # fit(root, *extra) -> last.ckpt
+predict = partial(predict_run, SMOKE)  # predict(last, root, *extra) -> predictions folder
+
+
+# ---------------------------------------------------------------------- losses
+def test_kl_is_the_mean_over_latent_elements():
+    mu = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
+    logvar = torch.tensor([[0.0, 0.0], [np.log(4.0), np.log(0.25)]], dtype=torch.float32)
+    # -1/2 (1 + log s^2 - mu^2 - s^2) per element: 0, 0.5, 0.5*(4 + 4 - 1 - ln 4), 0.5*(1 + 0.25 - 1 + ln 4)
+    by_hand = [0.0, 0.5, 0.5 * (7 - np.log(4.0)), 0.5 * (0.25 + np.log(4.0))]
+    assert gaussian_kl(mu, logvar).item() == pytest.approx(np.mean(by_hand), rel=1e-6)
+    assert gaussian_kl(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
+
+
+def test_vae_loss_is_weighted_reconstructions_plus_kl():
+    loss = HPVAEGANLoss(rec_weight=10.0, kl_weight=1.0)
+    real, rec = torch.zeros(1, 3, 2, 2, 2), torch.full((1, 3, 2, 2, 2), 0.5)  # MSE 0.25
+    real_zero, vae = torch.zeros(1, 3, 2, 1, 1), torch.full((1, 3, 2, 1, 1), -1.0)  # MSE 1
+    mu, logvar = torch.ones(1, 4, 2, 1, 1), torch.zeros(1, 4, 2, 1, 1)  # KL 0.5 per element
+    terms = loss.vae(rec, real, vae, real_zero, mu, logvar)
+    assert terms["reconstruction"].item() == pytest.approx(0.25)
+    assert terms["vae_reconstruction"].item() == pytest.approx(1.0)
+    assert terms["kl"].item() == pytest.approx(0.5)
+    assert terms["loss"].item() == pytest.approx(10 * (0.25 + 1.0) + 0.5)
+
+
+def test_gan_level_losses_match_a_hand_computation():
+    torch.manual_seed(0)
+    critic = VideoCritic(width=4, num_blocks=2)
+    real, fake = torch.rand(1, 3, 3, 6, 6) * 2 - 1, torch.rand(1, 3, 3, 6, 6) * 2 - 1
+    rec = real + 0.1
+    terms = HPVAEGANLoss().generator(critic, fake, rec, real)
+    assert terms["loss"].item() == pytest.approx(-critic(fake).mean().item() + 10 * 0.01, rel=1e-4)
+    epsilon = torch.tensor(0.3)
+    mixed = (epsilon * real + (1 - epsilon) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed)
+    penalty = ((grad.norm(dim=1) - 1) ** 2).mean()  # per-voxel norm over channels
+    critic_terms = HPVAEGANLoss().critic(critic, real, fake, epsilon)
+    expected = -critic(real).mean() + critic(fake).mean() + 0.1 * penalty
+    assert critic_terms["loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+# ---------------------------------------------------------------------- networks
+def test_patch_encoder_and_decoder_keep_the_spatio_temporal_size():
+    clip = torch.rand(2, 3, 4, 6, 9) * 2 - 1
+    mu, logvar = PatchEncoder(width=8, latent_dim=5, num_blocks=3)(clip)
+    assert mu.shape == logvar.shape == (2, 5, 4, 6, 9)  # one latent per (t, y, x)
+    decoded = PatchDecoder(width=8, latent_dim=5, num_blocks=6)(mu)
+    assert decoded.shape == clip.shape and decoded.abs().max() <= 1
+    stage, critic = RefinementStage(width=8), VideoCritic(width=8)
+    assert stage(torch.randn_like(clip), clip).shape == clip.shape
+    assert critic(clip).shape == (2, 1, 4, 6, 9)
+
+
+def test_encoder_patches_are_local():
+    """A latent vector sees a 9^3 patch: three 3^3 feature blocks and the 3^3 mean/log-variance heads."""
+    encoder = PatchEncoder(width=4, latent_dim=2, num_blocks=3)
+    clip = torch.zeros(1, 3, 11, 11, 11, requires_grad=True)
+    mu, _ = encoder(clip)
+    (grad,) = torch.autograd.grad(mu[0, :, 5, 5, 5].sum(), clip)
+    touched = grad.abs().sum(dim=(0, 1)).nonzero()
+    assert touched.min().item() == 1 and touched.max().item() == 9
+
+
+def test_gan_levels_send_no_gradient_to_the_vae():
+    shapes = [(2, 6, 6), (2, 8, 8), (3, 10, 10)]
+    model = HPVAEGAN(num_vae_levels=2, width=4, latent_dim=4, pyramid_shapes=shapes)
+    real_zero = torch.rand(1, 3, 2, 6, 6)
+    draw = partial(torch.randn)
+    output = model._generate(2, model.shapes, draw, real_zero=real_zero)["output"]
+    output.mean().backward()
+    assert all(p.grad is None for p in model.decoder.parameters())
+    assert all(p.grad is None for p in model.stage(1).parameters())
+    assert all(p.grad is not None for p in model.stage(2).parameters())
+    model.zero_grad()
+    vae_level = model._generate(1, model.shapes, draw, real_zero=real_zero)["output"]
+    vae_level.mean().backward()  # VAE levels train the encoder and decoder through the stage
+    assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_all_gan_baseline_has_no_vae_and_a_stage_per_level():
+    model = HPVAEGAN(num_vae_levels=0, width=4, pyramid_shapes=[(2, 6, 6), (3, 8, 8)])
+    assert model.encoder is None and model.decoder is None and len(model.stages) == 2
+    assert model.sample([0, 1]).shape == (2, 3, 3, 8, 8)
+    assert model.rec_noise.shape == (1, 3, 2, 6, 6)
+
+
+# ---------------------------------------------------------------------- data
+def test_pyramid_follows_the_spec_table():
+    shapes = video_pyramid_shapes(192, 256, 13)  # spec 4.3, a 4:3 clip, 13 frames
+    assert [s[2] for s in shapes] == [33, 41, 51, 65, 81, 102, 129, 162, 204, 256]
+    assert [s[1] for s in shapes] == [24, 30, 38, 48, 60, 76, 96, 121, 153, 192]
+    assert [s[0] for s in shapes] == [4, 4, 4, 5, 5, 5, 7, 7, 7, 13]
+    assert frame_strides_of(10, (4, 3, 2, 1)) == [4, 4, 4, 3, 3, 3, 2, 2, 2, 1]
+
+
+@pytest.mark.parametrize("kind", ["clip.mp4", "clip.gif", "frames"])
+def test_video_files_and_frame_folders_give_the_same_clip(tmp_path, kind):
+    frames = moving_square_clip(num_frames=12, size=(16, 24))
+    path = write_clip(tmp_path / kind, frames, fps=10)
+    data = SingleVideoDataModule(str(path), num_frames=5, stride=2, start_frame=1, max_width=16, min_width=8)
+    expected = torch.from_numpy(frames[1:10:2]).permute(3, 0, 1, 2).float() / 127.5 - 1
+    tolerance = {"clip.mp4": 0.1, "clip.gif": 0.05, "frames": 1e-6}[kind]  # H.264 and GIF palettes are lossy
+    assert (data.clip - expected).abs().mean() < tolerance
+    assert data.pyramid_shapes[-1] == (5, 10, 16)  # width 16, height 16 * 16/24
+    data.setup("fit")
+    assert [tuple(level.shape[2:]) for level in data.pyramid] == data.pyramid_shapes
+
+
+def test_start_time_is_in_seconds(tmp_path):
+    frames = moving_square_clip(num_frames=12, size=(16, 16))
+    path = write_clip(tmp_path / "frames", frames)
+    data = SingleVideoDataModule(str(path), num_frames=3, start_time=0.5, folder_fps=8, max_width=16, min_width=8)
+    expected = torch.from_numpy(frames[4:7]).permute(3, 0, 1, 2).float() / 127.5 - 1
+    assert torch.allclose(data.clip, expected)
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    build = partial(SingleVideoDataModule, num_frames=5, max_width=16, min_width=8)
+    with pytest.raises(FileNotFoundError, match="nope.mp4: no such video file"):
+        build(str(tmp_path / "nope.mp4"))
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    with pytest.raises(ValueError, match="broken.mp4: cannot decode the video"):
+        build(str(tmp_path / "broken.mp4"))
+    (tmp_path / "clip.txt").write_text("x")
+    with pytest.raises(ValueError, match="unsupported video type"):
+        build(str(tmp_path / "clip.txt"))
+    short = write_clip(tmp_path / "short.gif", moving_square_clip(num_frames=4))
+    with pytest.raises(ValueError, match="short.gif: 4 frames .* needs 5"):
+        build(str(short))
+    folder = write_clip(tmp_path / "frames", moving_square_clip(num_frames=6))
+    Image.new("RGB", (20, 16)).save(folder / "frame_0003.png")
+    with pytest.raises(ValueError, match="frame_0003.png: frame is 16x20, but .*frame_0000.png is 16x16"):
+        build(str(folder))
+
+
+def test_bad_video_fails_before_any_output(tmp_path):
+    root = tmp_path / "run"
+    result = run_cli_subprocess("fit", "--config", SMOKE, f"--trainer.default_root_dir={root}", "--data.path=nope.mp4")
+    assert result.returncode != 0
+    assert "nope.mp4: no such video file" in result.stderr
+    assert not root.exists()
+
+
+# ---------------------------------------------------------------------- metrics
+def test_diversity_is_the_normalised_per_pixel_std():
+    real = torch.tensor([-1.0, 1.0]).repeat(8).reshape(1, 1, 2, 2, 4)  # std of the values: sqrt(16/15)
+    same = real.expand(4, -1, -1, -1, -1)
+    assert diversity(real, same).item() == 0.0
+    two = torch.cat([torch.zeros(1, 1, 2, 2, 4), torch.ones(1, 1, 2, 2, 4)])  # per-pixel std sqrt(1/2)
+    assert diversity(real, two).item() == pytest.approx(np.sqrt(0.5) / np.sqrt(16 / 15), rel=1e-5)
+
+
+def test_video_sifid_is_zero_for_the_real_clip_and_grows_with_distortion():
+    features = TinySpatialFeatures()
+    real = torch.rand(1, 3, 3, 24, 24) * 2 - 1
+    scores = video_sifid(features, real, torch.cat([real, real * 0.5, real * 0.1]))
+    assert abs(scores[0].item()) < 1e-6
+    assert 0 < scores[1] < scores[2]
+
+
+# ---------------------------------------------------------------------- CLI runs
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hp_vae_gan_smoke")
+    return root, fit(root)
+
+
+def test_fit_trains_every_level_and_logs_losses_clips_and_diversity(trained):
+    root, last = trained
+    checkpoint = torch.load(last, weights_only=False)
+    assert checkpoint["pyramid_progress"]["iteration"] == 20  # 5 levels x 4 iterations
+    assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [
+        (2, 6, 8),
+        (2, 7, 10),
+        (2, 9, 12),
+        (3, 10, 14),
+        (5, 12, 16),
+    ]
+    logged = logged_columns(root)
+    assert {"level_0/kl", "level_1/vae_reconstruction", "level_1/reconstruction", "train/diversity"} <= logged
+    for term in ("critic_real", "critic_fake", "gradient_penalty", "adversarial", "reconstruction", "noise_amp"):
+        assert {f"level_2/{term}", f"level_4/{term}"} <= logged
+    gifs = sorted(root.glob("csv/version_*/media/samples_samples_*.gif"))
+    assert len(gifs) == 5  # one per level
+    assert Image.open(gifs[-1]).n_frames == 5
+
+
+def test_predict_writes_mp4_gif_and_frame_strips_with_a_seed_per_sample(trained, tmp_path):
+    _, last = trained
+    first = predict(last, tmp_path / "a")
+    names = sorted(p.name for p in first.iterdir())
+    assert names == [f"sample_0000{i}{suffix}" for i in range(3) for suffix in (".gif", ".mp4", "_frames.png")]
+    second = predict(last, tmp_path / "b", "--data.num_samples=2", "--data.batch_size=2")
+    # a sample depends on its seed only, not on the batch it was drawn in
+    assert (first / "sample_00001_frames.png").read_bytes() == (second / "sample_00001_frames.png").read_bytes()
+    assert (first / "sample_00000_frames.png").read_bytes() != (first / "sample_00001_frames.png").read_bytes()
+    written = SingleVideoDataModule(str(first / "sample_00000.mp4"), num_frames=5, max_width=16, min_width=8)
+    assert written.clip.shape == (3, 5, 12, 16)
+
+
+def test_predict_longer_and_larger_clips(trained, tmp_path):
+    _, last = trained
+    out = predict(last, tmp_path, "--data.sample_scale=[2.0,1.0,2.0]", "--data.num_samples=1")
+    assert Image.open(out / "sample_00000.gif").n_frames == 10
+    assert Image.open(out / "sample_00000.gif").size == (32, 12)
+
+
+def test_test_reports_reconstruction_and_video_sifid(trained, tmp_path):
+    _, last = trained
+    cli = run_cli(
+        "test", "--config", SMOKE, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.callbacks+=callbacks.VideoSIFID", "--trainer.callbacks.num_samples=3",
+        "--trainer.callbacks.feature_extractor=tests.helpers.TinySpatialFeatures",
+    )  # fmt: skip
+    assert cli.trainer.callback_metrics["test/rec_psnr_level_0"] > 5
+    sifid = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "VideoSIFID").last
+    assert sifid["test/video_sifid_mean"] > 0 and sifid["test/video_sifid_std"] > 0
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    config = yaml.safe_load(Path(SMOKE).read_text())
+    config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 12, "save_top_k": -1}
+    config["data"]["init_args"]["path"] = str(REPO / config["data"]["init_args"]["path"])
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    uninterrupted = fit(tmp_path / "a", "--config", str(path))
+    middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=12.ckpt"  # 2 VAE levels x 4, then 2 GAN iterations
+    assert torch.load(middle, weights_only=False)["pyramid_progress"]["iteration"] == 10  # level 2, step 2
+    run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={tmp_path / 'b'}", f"--ckpt_path={middle}")
+
+    expected = torch.load(uninterrupted, weights_only=False)
+    actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert actual["pyramid_progress"]["iteration"] == 20
+    for key, value in expected["state_dict"].items():
+        assert torch.equal(actual["state_dict"][key], value), key
+
+
+def test_two_process_ddp_leaves_identical_weights(tmp_path):
+    assert_ddp_ranks_agree(SMOKE, tmp_path)
+
+
+def test_flags_for_the_official_codes_behaviour_train(tmp_path):
+    cli = run_cli(
+        "fit", "--config", SMOKE, f"--trainer.default_root_dir={tmp_path}", "--model.norm=instance",
+        "--model.sigma_with_new_stage=true", "--model.backprop_lower_stages=true", "--model.train_depth=2",
+    )  # fmt: skip
+    model = cli.model
+    assert model.iteration == 20 and torch.all(model.noise_amps[1:] > 0)
+    one, batch = model.sample([7]), model.sample([3, 7])
+    assert torch.allclose(one[0], batch[1], atol=1e-5)  # instance statistics: a sample ignores its batch
+    assert F.mse_loss(batch[0], batch[1]) > 0
