@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_ROOT := runs/singan/demo
 ANALOGY_ROOT := runs/structural_analogy/demo
+VIDEO_ROOT := runs/hp_vae_gan/demo
 ANALOGY_APPS := analogy texture_transfer style_transfer text_transfer paint_to_image
 # the applications' configs at a CPU size: 64x64, 200 iterations per scale (the paper: 220x220, 20,000)
 ANALOGY_CPU := --data.image_size=64 --model.iters_per_scale=200 --trainer.accelerator=cpu --data.num_samples=4
 
-.PHONY: demo analogy-demo test bench lint clean
+.PHONY: demo analogy-demo video-demo test bench lint clean
 
 $(BIN)/lightning: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,11 @@ analogy-demo: $(BIN)/lightning
 	done
 	$(BIN)/python scripts/analogy_figure.py $(ANALOGY_ROOT) assets/readme/analogy_demo.png
 
+video-demo: $(BIN)/lightning
+	$(BIN)/lightning fit --config configs/hp_vae_gan/demo.yaml --trainer.default_root_dir=$(VIDEO_ROOT)
+	$(BIN)/lightning predict --config configs/hp_vae_gan/demo.yaml --trainer.default_root_dir=$(VIDEO_ROOT) \
+		--ckpt_path=$(VIDEO_ROOT)/checkpoints/last.ckpt
+
 test: $(BIN)/lightning
 	WANDB_MODE=disabled $(BIN)/ruff check .
 	WANDB_MODE=disabled $(BIN)/python -m pytest
@@ -43,6 +49,7 @@ bench: $(BIN)/lightning
 	$(BIN)/python -m benchmarks.analogy_speed
 	$(BIN)/python -m benchmarks.ost_speed
 	$(BIN)/python -m benchmarks.disentangle_speed
+	$(BIN)/python -m benchmarks.hp_vae_gan_speed
 
 clean:
 	rm -rf runs lightning_logs

@@ -202,13 +202,12 @@ class HPVAEGAN(ProgressiveModule):
         draw: Draw,
         batch: int = 1,
         real_zero: torch.Tensor | None = None,
-        sample_posterior: bool = True,
         grad_from: int = 0,
     ) -> dict[str, torch.Tensor]:
         """Run levels 0..`level` (spec 4.5); returns "output" [B, 3, T, H, W] and, with a VAE, "vae" (level 0).
 
         rand mode (`real_zero` None): z ~ N(0, I), noise sigma_k * n at the GAN levels k >= M.
-        rec mode: z ~ q(z | real_zero) (its mean when not `sample_posterior`), no noise; the
+        rec mode: z ~ q(z | real_zero) (reparameterised), no noise; the
         all-GAN baseline uses its fixed z* instead. Levels below `grad_from` run without autograd;
         the clip entering level M is always detached (no GAN gradient reaches the VAE).
         """
@@ -221,7 +220,7 @@ class HPVAEGAN(ProgressiveModule):
                 else:
                     outputs["mu"], outputs["logvar"] = self.encoder(real_zero)
                     mu, logvar = outputs["mu"], outputs["logvar"]  # [B, latent_dim, T_0, H_0, W_0]
-                    latent = reparameterise(mu, logvar, draw(mu.shape)) if sample_posterior else mu
+                    latent = reparameterise(mu, logvar, draw(mu.shape))
                 x = outputs["vae"] = self.decoder(latent)  # [B, 3, T_0, H_0, W_0]
             else:
                 noise = draw((batch, 3, *shapes[0])) if rand else self.rec_noise.expand(batch, -1, -1, -1, -1)
@@ -258,12 +257,16 @@ class HPVAEGAN(ProgressiveModule):
         return outputs["output"].clamp(-1, 1)
 
     @torch.no_grad()
-    def reconstruct(self, real_zero: torch.Tensor, last_level: int | None = None) -> torch.Tensor:
-        """Reconstruction [1, 3, T, H, W] of the clip whose coarsest level is `real_zero`, from the posterior mean."""
+    def reconstruct(self, real_zero: torch.Tensor, last_level: int | None = None, seed: int = 0) -> torch.Tensor:
+        """Reconstruction [1, 3, T, H, W] of the clip whose coarsest level is `real_zero` (rec mode, spec 4.5).
+
+        The latent is a posterior sample z ~ q(z | real_zero) drawn with `seed`, as in training:
+        with batch statistics frozen, the posterior mean can lie off the decoder's training inputs.
+        """
         last_level = self.num_scales - 1 if last_level is None else last_level
         with eval_mode(self):
-            draw = self._seeded_draw([0], self.device)
-            outputs = self._generate(last_level, self.shapes, draw, real_zero=real_zero, sample_posterior=False)
+            draw = self._seeded_draw([seed], self.device)
+            outputs = self._generate(last_level, self.shapes, draw, real_zero=real_zero)
         return outputs["output"].clamp(-1, 1)
 
     def preview_images(self, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -281,7 +284,7 @@ class HPVAEGAN(ProgressiveModule):
         return real, self.sample(list(range(num_samples)), last_level=level)
 
     def test_step(self, pyramid: list[torch.Tensor], batch_idx: int) -> None:
-        """Reconstruction PSNR (dB, clips in [-1, 1]) of every level, from the posterior mean."""
+        """Reconstruction PSNR (dB, clips in [-1, 1]) of every level, from a posterior sample."""
         for level, real in enumerate(pyramid):
             mse = torch.mean((self.reconstruct(pyramid[0], level) - real) ** 2)
             self.log(f"test/rec_psnr_level_{level}", 10 * torch.log10(4 / mse))
