@@ -306,12 +306,13 @@ class HPVAEGAN(ProgressiveModule):
         if level == 0:
             return
         draw, real_zero = self._training_draw(), pyramid[0]
-        if self.hparams.sigma_with_new_stage:
-            self.noise_amps[level] = 0.0
-            reconstruction = self._generate(level, self.shapes, draw, real_zero=real_zero)["output"]
-        else:
-            below = self._generate(level - 1, self.shapes, draw, real_zero=real_zero)["output"]
-            reconstruction = upsample_clip(below, self.shapes[level])
+        with eval_mode(self):  # no BatchNorm statistics change, whichever modes a resumed run starts in
+            if self.hparams.sigma_with_new_stage:
+                self.noise_amps[level] = 0.0
+                reconstruction = self._generate(level, self.shapes, draw, real_zero=real_zero)["output"]
+            else:
+                below = self._generate(level - 1, self.shapes, draw, real_zero=real_zero)["output"]
+                reconstruction = upsample_clip(below, self.shapes[level])
         rmse = torch.sqrt(torch.mean((pyramid[level] - reconstruction) ** 2))
         self.noise_amps[level] = self.hparams.noise_amp_factor * rmse
         broadcast_buffers(self)  # the posterior sample differs between ranks: rank 0's sigma wins

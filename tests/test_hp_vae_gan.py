@@ -249,23 +249,24 @@ def test_test_reports_reconstruction_and_video_sifid(trained, tmp_path):
     assert sifid["test/video_sifid_mean"] > 0 and sifid["test/video_sifid_std"] > 0
 
 
-def test_resumed_run_ends_with_the_same_weights(tmp_path):
+def test_resumed_runs_end_with_the_same_weights(tmp_path):
     config = yaml.safe_load(Path(SMOKE).read_text())
-    config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 12, "save_top_k": -1}
+    config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 4, "save_top_k": -1}
     config["data"]["init_args"]["path"] = str(REPO / config["data"]["init_args"]["path"])
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(config))
+    expected = torch.load(fit(tmp_path / "a", "--config", str(path)), weights_only=False)
 
-    uninterrupted = fit(tmp_path / "a", "--config", str(path))
-    middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=12.ckpt"  # 2 VAE levels x 4, then 2 GAN iterations
-    assert torch.load(middle, weights_only=False)["pyramid_progress"]["iteration"] == 10  # level 2, step 2
-    run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={tmp_path / 'b'}", f"--ckpt_path={middle}")
-
-    expected = torch.load(uninterrupted, weights_only=False)
-    actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
-    assert actual["pyramid_progress"]["iteration"] == 20
-    for key, value in expected["state_dict"].items():
-        assert torch.equal(actual["state_dict"][key], value), key
+    # optimizer steps: 1 per VAE iteration (levels 0-1), 2 per GAN iteration
+    for step, iteration in ((8, 8), (12, 10)):  # the start of level 2 (the first GAN level), its step 2
+        middle = tmp_path / "a" / "checkpoints" / f"epoch=0-step={step}.ckpt"
+        assert torch.load(middle, weights_only=False)["pyramid_progress"]["iteration"] == iteration
+        root = tmp_path / f"resumed_{step}"
+        run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={root}", f"--ckpt_path={middle}")
+        actual = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)
+        assert actual["pyramid_progress"]["iteration"] == 20
+        for key, value in expected["state_dict"].items():
+            assert torch.equal(actual["state_dict"][key], value), (step, key)
 
 
 def test_two_process_ddp_leaves_identical_weights(tmp_path):
