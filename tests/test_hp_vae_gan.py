@@ -269,6 +269,20 @@ def test_resumed_runs_end_with_the_same_weights(tmp_path):
             assert torch.equal(actual["state_dict"][key], value), (step, key)
 
 
+@pytest.mark.parametrize("baseline", ["singan3d", "consingan3d"])
+def test_baseline_configs_train_all_gan_levels(baseline, tmp_path):
+    settings = yaml.safe_load((REPO / f"configs/hp_vae_gan/{baseline}.yaml").read_text())["model"]["init_args"]
+    overrides = [f"--model.{name}={value}" for name, value in settings.items() if name != "iters_per_scale"]
+    cli = run_cli("fit", "--config", SMOKE, f"--trainer.default_root_dir={tmp_path}", *overrides)
+    model = cli.model
+    assert model.iteration == 20 and model.encoder is None and len(model.stages) == 5
+    assert "train/diversity" in logged_columns(tmp_path)
+    groups = model.configure_optimizers()[4].param_groups  # the generator of the finest level
+    decay = settings.get("lr_decay", 0.2)
+    expected = [5e-4 * decay**k for k in reversed(range(settings.get("train_depth", 1)))]
+    assert [group["lr"] for group in groups] == pytest.approx(expected)
+
+
 def test_two_process_ddp_leaves_identical_weights(tmp_path):
     assert_ddp_ranks_agree(SMOKE, tmp_path)
 
