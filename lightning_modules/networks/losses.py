@@ -50,13 +50,16 @@ def wgan_gp_critic_loss(
 class SinGANLoss:
     """WGAN-GP with a patch critic plus the fixed-noise reconstruction term.
 
-    L_D = -mean D(real) + mean D(fake) + lambda * GP                   (critic)
-    L_G = -mean D(fake) + alpha * || G(sigma * z*, rec_prev) - real ||^2 (generator)
+    L_D = -mean D(real) + mean D(fake) + lambda * GP                          (critic)
+    L_G = -gamma mean D(fake) + alpha * || G(sigma * z*, rec_prev) - real ||^2 (generator)
+
+    with gamma = `adversarial_weight` (1 in SinGAN).
     """
 
-    def __init__(self, gp_weight: float = 0.1, rec_weight: float = 10.0) -> None:
+    def __init__(self, gp_weight: float = 0.1, rec_weight: float = 10.0, adversarial_weight: float = 1.0) -> None:
         self.gp_weight = gp_weight
         self.rec_weight = rec_weight
+        self.adversarial_weight = adversarial_weight
 
     def critic(
         self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, epsilon: torch.Tensor
@@ -70,7 +73,7 @@ class SinGANLoss:
         """Generator loss: adversarial term on `fake`, reconstruction term on the z* output."""
         adversarial = -critic(fake).mean()
         rec = F.mse_loss(reconstruction, real)
-        loss = adversarial + self.rec_weight * rec
+        loss = self.adversarial_weight * adversarial + self.rec_weight * rec
         return {"loss": loss, "adversarial": adversarial, "reconstruction": rec}
 
 
@@ -82,11 +85,12 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (1 + logvar - mu.square() - logvar.exp())).mean()
 
 
-class HPVAEGANLoss:
+class HPVAEGANLoss(SinGANLoss):
     """HP-VAE-GAN's losses (spec 4.6; paper section 3, the VAE objective and the WGAN-GP levels).
 
     VAE level s:  L = alpha [ MSE(x^_s, x_s) + MSE(x^_0_vae, x_0) ] + beta KL(q(z|x_0) || N(0, I))
-    GAN level s:  L_D = -mean D(x_s) + mean D(x~_s) + lambda GP(x_s, x~_s)
+    GAN level s:  SinGAN's `critic` and `generator` losses,
+                  L_D = -mean D(x_s) + mean D(x~_s) + lambda GP(x_s, x~_s)
                   L_G = alpha MSE(x^_s, x_s) - gamma mean D(x~_s)
     with x^ the reconstruction from the encoded real clip, x~ a random sample; alpha = 10,
     beta = 1, lambda = 0.1, gamma = 1 in the official code.
@@ -95,10 +99,8 @@ class HPVAEGANLoss:
     def __init__(
         self, rec_weight: float = 10.0, kl_weight: float = 1.0, gp_weight: float = 0.1, adversarial_weight: float = 1.0
     ) -> None:
-        self.rec_weight = rec_weight
+        super().__init__(gp_weight, rec_weight, adversarial_weight)
         self.kl_weight = kl_weight
-        self.gp_weight = gp_weight
-        self.adversarial_weight = adversarial_weight
 
     def vae(
         self,
@@ -116,21 +118,6 @@ class HPVAEGANLoss:
         kl = gaussian_kl(mu, logvar)
         loss = self.rec_weight * (rec + vae_rec) + self.kl_weight * kl
         return {"loss": loss, "reconstruction": rec, "vae_reconstruction": vae_rec, "kl": kl}
-
-    def critic(
-        self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, epsilon: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Critic loss on a detached fake; returns the total under "loss" and its terms."""
-        return wgan_gp_critic_loss(critic, real, {"fake": fake}, {"fake": epsilon}, self.gp_weight)
-
-    def generator(
-        self, critic: nn.Module, fake: torch.Tensor, reconstruction: torch.Tensor, real: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Loss of a GAN level: adversarial term on the random sample, reconstruction of the encoded clip."""
-        adversarial = -critic(fake).mean()
-        rec = F.mse_loss(reconstruction, real)
-        loss = self.adversarial_weight * adversarial + self.rec_weight * rec
-        return {"loss": loss, "adversarial": adversarial, "reconstruction": rec}
 
 
 class StructuralAnalogyLoss:
