@@ -16,11 +16,11 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningDataModule
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader
 
-from datamodules.single_image import IMAGE_SUFFIXES, RepeatedPyramid, SampleRequests, pyramid_shapes
+from datamodules.loaders import StreamedTrainingData
+from datamodules.single_image import IMAGE_SUFFIXES, SampleRequests, pyramid_shapes
 from lightning_modules.networks.video import VideoShape
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
@@ -192,15 +192,21 @@ def build_video_pyramid(clip: torch.Tensor, shapes: list[VideoShape], antialias:
     return levels
 
 
-class SingleVideoDataModule(LightningDataModule):
+class SingleVideoDataModule(StreamedTrainingData):
     """A single training clip as a spatio-temporal pyramid (HP-VAE-GAN, spec 4.2-4.3).
 
-    Every training batch is the whole pyramid: a list of level clips [1, 3, T_s, H_s, W_s]
-    (batch size 1, as the official code); level 0 is also the encoder's input.
+    Every training batch is the pyramid of a window of `window_frames` consecutive frames: a
+    list of level clips [1, 3, T_s, H_s, W_s] (batch size 1, as the official code); level 0 is
+    also the encoder's input. When the clip is longer than the window, each iteration takes a
+    window from a uniformly drawn start frame, as the official code draws its training items;
+    window k of a run is a function of (sample_seed + rank, k), so a resumed run sees the same
+    windows. `pyramid` is the first window's, for previews, metrics and `test`.
 
     Args:
         path: a video file (MP4, AVI, WebM, MOV, MKV, GIF) or a folder of frames.
         num_frames: frames of the clip (paper: 13, giving 4/5/7/13 frames over the levels).
+        window_frames: frames of a training window and of the pyramid (paper: 13); None is the
+            whole clip. Generated clips have the window's length.
         stride: take every `stride`-th frame of the source.
         start_frame: index of the clip's first frame.
         start_time: start in seconds instead of `start_frame`.
@@ -211,7 +217,8 @@ class SingleVideoDataModule(LightningDataModule):
         frame_strides: temporal strides, coarse to fine, spread over the levels (paper: 4, 3, 2, 1).
         antialias: antialiased spatial downsampling (the official code has none).
         num_samples: how many clips `predict` writes.
-        sample_seed: seed of the first predicted clip; clip i uses sample_seed + i.
+        sample_seed: seed of the first predicted clip (clip i uses sample_seed + i) and of the
+            training windows.
         sample_scale: (frames, height, width) factors of the predicted clips relative to the
             training pyramid (longer or larger clips); every level's shape is scaled.
         batch_size: predicted clips per forward pass.
@@ -221,6 +228,7 @@ class SingleVideoDataModule(LightningDataModule):
         self,
         path: str,
         num_frames: int = 13,
+        window_frames: int | None = None,
         stride: int = 1,
         start_frame: int = 0,
         start_time: float | None = None,
@@ -237,10 +245,13 @@ class SingleVideoDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.window_frames = num_frames if window_frames is None else window_frames
+        if not 2 <= self.window_frames <= num_frames:
+            raise ValueError(f"window_frames={window_frames}; expected 2 to num_frames={num_frames} (None: the clip)")
         self.clip, self.fps = load_clip(path, start_frame, num_frames, stride, start_time, folder_fps)
         _, _, height, width = self.clip.shape
         self.pyramid_shapes = video_pyramid_shapes(
-            height, width, num_frames, max_width, min_width, scale_factor, tuple(frame_strides)
+            height, width, self.window_frames, max_width, min_width, scale_factor, tuple(frame_strides)
         )
         if min(min(shape) for shape in self.pyramid_shapes) < 1 or self.pyramid_shapes[0][1] < 3:
             raise ValueError(f"{path}: a {height}x{width} clip gives too small coarse levels {self.pyramid_shapes}")
@@ -248,15 +259,23 @@ class SingleVideoDataModule(LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if not self.pyramid:
-            self.pyramid = build_video_pyramid(self.clip, self.pyramid_shapes, self.hparams.antialias)
+            self.pyramid = self._window_pyramid(0)
+
+    def _window_pyramid(self, start: int) -> list[torch.Tensor]:
+        window = self.clip[:, start : start + self.window_frames]  # [3, window_frames, H, W]
+        return build_video_pyramid(window, self.pyramid_shapes, self.hparams.antialias)
+
+    def training_batch(self, rng: torch.Generator) -> list[torch.Tensor]:
+        """The pyramid of the window starting at a frame drawn uniformly from `rng` (spec 4.2)."""
+        starts = self.clip.shape[1] - self.window_frames + 1
+        if starts == 1:
+            return self.pyramid
+        return self._window_pyramid(int(torch.randint(starts, (), generator=rng)))
 
     def sample_shapes(self) -> list[VideoShape]:
         """Level shapes of the predicted clips: the training shapes times `sample_scale`."""
         factors = self.hparams.sample_scale
         return [tuple(max(round(n * f), 1) for n, f in zip(shape, factors)) for shape in self.pyramid_shapes]
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(RepeatedPyramid(self.pyramid), batch_size=None)
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader([self.pyramid], batch_size=None)

@@ -138,6 +138,24 @@ def test_video_files_and_frame_folders_give_the_same_clip(tmp_path, kind):
     assert [tuple(level.shape[2:]) for level in data.pyramid] == data.pyramid_shapes
 
 
+def test_training_windows_start_at_uniform_frames_of_a_longer_clip(tmp_path):
+    frames = np.repeat(np.arange(0, 200, 10, dtype=np.uint8)[:, None, None, None], 3, axis=3)  # frame t is 10 t
+    path = write_clip(tmp_path / "frames", np.broadcast_to(frames, (20, 12, 16, 3)).copy())
+    data = SingleVideoDataModule(str(path), num_frames=20, window_frames=13, max_width=16, min_width=8)
+    assert data.pyramid_shapes[-1][0] == 13 and data.pyramid_shapes[0][0] == 4  # the window's pyramid
+    data.setup("fit")
+    starts = []
+    for seed in range(40):
+        pyramid = data.training_batch(torch.Generator().manual_seed(seed))
+        finest = (pyramid[-1][0, 0, :, 0, 0] + 1) * 127.5 / 10  # frame numbers of the finest level
+        assert torch.allclose(finest, finest[0] + torch.arange(13.0), atol=1e-3)
+        assert torch.equal(pyramid[-1], data.training_batch(torch.Generator().manual_seed(seed))[-1])
+        starts.append(round(finest[0].item()))
+    assert set(starts) == set(range(8))  # every start of a 13-frame window in 20 frames
+    with pytest.raises(ValueError, match="window_frames=21; expected 2 to num_frames=20"):
+        SingleVideoDataModule(str(path), num_frames=20, window_frames=21, max_width=16, min_width=8)
+
+
 def test_start_time_is_in_seconds(tmp_path):
     frames = moving_square_clip(num_frames=12, size=(16, 16))
     path = write_clip(tmp_path / "frames", frames)
@@ -253,6 +271,7 @@ def test_resumed_runs_end_with_the_same_weights(tmp_path):
     config = yaml.safe_load(Path(SMOKE).read_text())
     config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 4, "save_top_k": -1}
     config["data"]["init_args"]["path"] = str(REPO / config["data"]["init_args"]["path"])
+    config["data"]["init_args"] |= {"num_frames": 7, "window_frames": 5}  # random windows of the clip
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(config))
     expected = torch.load(fit(tmp_path / "a", "--config", str(path)), weights_only=False)
