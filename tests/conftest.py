@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import torch
 
 from datamodules.synthetic import pattern_image, write_image
 
@@ -11,3 +12,19 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 def tiny_image(tmp_path):
     """A 28x36 structured PNG."""
     return write_image(tmp_path / "tiny.png", pattern_image(28, 36))
+
+
+LEARNING_TEST_THREADS = 2  # the CPU threads the learning tests' known answers were measured with
+
+
+@pytest.fixture(autouse=True)
+def measured_thread_count(request):
+    """The learning tests (tests/*_learning.py) run with LEARNING_TEST_THREADS threads on any machine:
+    the order of floating-point sums depends on the thread count, and so does a long training run."""
+    if not request.module.__name__.endswith("_learning"):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(LEARNING_TEST_THREADS)
+    yield
+    torch.set_num_threads(threads)
