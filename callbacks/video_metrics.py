@@ -20,6 +20,8 @@ motion; the numbers are not comparable with the paper's SVFID.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
@@ -51,7 +53,7 @@ def video_sifid(feature_extractor: nn.Module, real: torch.Tensor, generated: tor
     return torch.stack(scores)
 
 
-class _VideoMetric(Callback):
+class _VideoMetric(Callback, ABC):
     """Evaluates at the end of training (rank 0) and of `test`; logs under "<train|test>/<name>..."."""
 
     def __init__(self, num_samples: int) -> None:
@@ -62,8 +64,9 @@ class _VideoMetric(Callback):
         if not hasattr(pl_module, "video_metric_clips"):
             raise TypeError(f"{type(pl_module).__name__} has no video_metric_clips(num_samples) hook")
 
+    @abstractmethod
     def measure(self, pl_module: LightningModule, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
-        raise NotImplementedError
+        """The metric's values by name, from the real clip [1, 3, T, H, W] and generated clips [N, 3, T, H, W]."""
 
     @torch.no_grad()
     def evaluate(self, trainer: Trainer, pl_module: LightningModule, prefix: str) -> None:
