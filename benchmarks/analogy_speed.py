@@ -16,13 +16,12 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
 from lightning.pytorch import Trainer
 
+from benchmarks.child import measure_in_child
 from benchmarks.plain_singan import timed
 from benchmarks.singan_speed import IterationClock, device_name
 from datamodules.image_pair import ImagePairDataModule
@@ -80,9 +79,9 @@ def main() -> None:
         return
     results = {}
     for part in ("per_scale", "whole_run"):
-        command = [sys.executable, "-m", "benchmarks.analogy_speed", "--part", part]
-        command += ["--iters", str(args.iters), "--device", args.device]
-        results[part] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        results[part] = measure_in_child(
+            "benchmarks.analogy_speed", "--part", part, "--iters", args.iters, "--device", args.device
+        )
     scales, run = results["per_scale"], results["whole_run"]
     memory = "peak_gpu_mib" if scales["peak_gpu_mib"] is not None else "peak_rss_mib"
     print(f"structural analogy, 220x220 official defaults, on {device_name(device)}\n")

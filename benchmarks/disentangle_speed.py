@@ -16,14 +16,13 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 from collections.abc import Callable
 
 import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader
 
+from benchmarks.child import measure_in_child
 from benchmarks.plain_singan import timed
 from benchmarks.singan_speed import IterationClock, device_name
 from datamodules.loaders import BatchStream, StreamedTrainingData
@@ -171,11 +170,10 @@ def main() -> None:
     for method in args.methods:
         results = {}
         for variant in ("plain", "lightning"):
-            command = [sys.executable, "-m", "benchmarks.disentangle_speed", "--methods", method, "--variant", variant]
-            command += ["--size", str(args.size), "--batch", str(args.batch), "--iters", str(args.iters)]
-            command += ["--device", args.device]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            results[variant] = json.loads(output.strip().splitlines()[-1])
+            results[variant] = measure_in_child(
+                "benchmarks.disentangle_speed", "--methods", method, "--variant", variant, "--size", args.size,
+                "--batch", args.batch, "--iters", args.iters, "--device", args.device,
+            )  # fmt: skip
         ratio = results["plain"]["it_per_s"] / results["lightning"]["it_per_s"]
         for variant, result in results.items():
             memory = result["peak_gpu_mib"] if result["peak_gpu_mib"] is not None else result["peak_rss_mib"]

@@ -18,12 +18,11 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 
 import torch
 from lightning.pytorch import Callback, Trainer
 
+from benchmarks.child import measure_in_child
 from benchmarks.plain_singan import timed
 from benchmarks.singan_speed import device_name
 from datamodules.single_video import SingleVideoDataModule
@@ -102,10 +101,11 @@ def main() -> None:
         print(json.dumps(run(args.max_width[0], args.iters, device)))
         return
     for max_width in args.max_width:
-        command = [sys.executable, "-m", "benchmarks.hp_vae_gan_speed", "--child", "--max-width", str(max_width)]
-        command += ["--iters", str(args.iters), "--device", args.device]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        print(table(max_width, json.loads(output.strip().splitlines()[-1]), device_name(device)), "\n", flush=True)
+        result = measure_in_child(
+            "benchmarks.hp_vae_gan_speed", "--child", "--max-width", max_width, "--iters", args.iters,
+            "--device", args.device,
+        )  # fmt: skip
+        print(table(max_width, result, device_name(device)), "\n", flush=True)
 
 
 if __name__ == "__main__":

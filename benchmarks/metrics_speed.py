@@ -1,8 +1,8 @@
 """FID + KID speed: images per second and peak memory, ours (the FIDKID callback under
 `Trainer.validate`) against calling torch-fidelity directly on the same images.
 
-    python -m benchmarks.metrics_speed --samples 1000             # CPU-sized
-    python -m benchmarks.metrics_speed --samples 1000 10000 50000 --device cuda
+    python -m benchmarks.metrics_speed                            # 1k images per side; 1k, 10k and 50k on a GPU
+    python -m benchmarks.metrics_speed --samples 1000 10000 --device cpu
 
 Both use the same Inception-v3 architecture. Speed does not depend on the weights, so
 when the standard weights file is absent a randomly initialised one is written to a
@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks.child import measure_in_child
 from callbacks.fid_kid import FIDKID
 from callbacks.inception import inception_weights
 
@@ -116,7 +115,7 @@ def measure(variant: str, samples: int, size: int, batch_size: int, device: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, nargs="+", default=[1000])
+    parser.add_argument("--samples", type=int, nargs="+", help="images per side (default: 1000; 1k, 10k, 50k on a GPU)")
     parser.add_argument("--size", type=int, default=64, help="side of the images before Inception's resize to 299")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -127,6 +126,7 @@ def main() -> None:
         result = measure(args.variant, args.samples[0], args.size, args.batch_size, args.device, args.weights)
         print(json.dumps(result))
         return
+    samples_per_side = args.samples or ([1000, 10000, 50000] if args.device == "cuda" else [1000])
     memory = "peak_gpu_mib" if args.device == "cuda" else "peak_rss_mib"
     print(f"FID + KID on {args.device}, {args.size}x{args.size} uint8 images, batch {args.batch_size}\n")
     header = ["images per side", "ours img/s", "torch-fidelity img/s", f"ours {memory}", f"torch-fidelity {memory}"]
@@ -134,14 +134,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as directory:
         weights = weights_file(directory)
-        for samples in args.samples:
+        for samples in samples_per_side:
             results = {}
             for variant in ("torch-fidelity", "ours"):
-                command = [sys.executable, "-m", "benchmarks.metrics_speed", "--variant", variant, "--weights", weights]
-                command += ["--samples", str(samples), "--size", str(args.size), "--batch-size", str(args.batch_size)]
-                command += ["--device", args.device]
-                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                results[variant] = json.loads(output.strip().splitlines()[-1])
+                results[variant] = measure_in_child(
+                    "benchmarks.metrics_speed", "--variant", variant, "--weights", weights, "--samples", samples,
+                    "--size", args.size, "--batch-size", args.batch_size, "--device", args.device,
+                )  # fmt: skip
             ours, theirs = results["ours"], results["torch-fidelity"]
             print(
                 f"| {samples} | {ours['images_per_s']:.1f} | {theirs['images_per_s']:.1f} "

@@ -14,8 +14,6 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from benchmarks.child import measure_in_child
 from benchmarks.plain_singan import timed
 from benchmarks.singan_speed import IterationClock, device_name
 from datamodules.digits import OneShotDigitsDataModule
@@ -91,10 +90,9 @@ def main() -> None:
     print("| networks | phase | batch | size | it/s | peak memory (MiB) |\n|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         for case in CASES:  # phase 1 writes the checkpoint that phase 2 loads
-            command = [sys.executable, "-m", "benchmarks.ost_speed", "--case", case, "--work", work]
-            command += ["--iters", str(args.iters), "--device", args.device]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            result = json.loads(output.strip().splitlines()[-1])
+            result = measure_in_child(
+                "benchmarks.ost_speed", "--case", case, "--work", work, "--iters", args.iters, "--device", args.device
+            )
             network, phase = case.split("_phase")
             batch = 64 if case == "digits_phase1" else 1
             size = "32x32" if network == "digits" else "256x256"

@@ -19,8 +19,6 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.child import measure_in_child
 from lightning_modules.networks.classifiers import build_classifier
 from lightning_modules.networks.deeplab import DeepLabV2
 from lightning_modules.segmenter import upsample
@@ -113,11 +112,11 @@ def main() -> None:
     runs: dict[float, list[dict]] = {p: [] for p in PROBABILITIES[args.task]}
     for _ in range(args.repeats):  # interleaved, so that drifts of the machine hit every p alike
         for p in runs:
-            command = [sys.executable, "-m", "benchmarks.padain_speed", "--task", args.task, "--p", str(p)]
-            command += ["--steps", str(steps), "--batch-size", str(batch_size), "--device", args.device]
-            command += ["--size", *map(str, size)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            runs[p].append(json.loads(output.splitlines()[-1]))
+            result = measure_in_child(
+                "benchmarks.padain_speed", "--task", args.task, "--p", p, "--steps", steps,
+                "--batch-size", batch_size, "--device", args.device, "--size", *size,
+            )  # fmt: skip
+            runs[p].append(result)
     baseline = statistics.median(r["images_per_s"] for r in runs[0.0])
     for p, results in runs.items():
         speed = statistics.median(r["images_per_s"] for r in results)

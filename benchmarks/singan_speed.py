@@ -16,12 +16,11 @@ import json
 import platform
 import resource
 import statistics
-import subprocess
-import sys
 
 import torch
 from lightning.pytorch import Callback, Trainer
 
+from benchmarks.child import measure_in_child
 from benchmarks.plain_singan import timed, train_plain
 from datamodules.single_image import SingleImageDataModule
 from lightning_modules.networks.pyramid import scale_width
@@ -115,10 +114,10 @@ def main() -> None:
     for max_size in args.max_size:
         results = {}
         for variant in ("plain", "lightning"):
-            command = [sys.executable, "-m", "benchmarks.singan_speed", "--variant", variant]
-            command += ["--max-size", str(max_size), "--iters", str(args.iters), "--device", args.device]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            results[variant] = json.loads(output.strip().splitlines()[-1])
+            results[variant] = measure_in_child(
+                "benchmarks.singan_speed", "--variant", variant, "--max-size", max_size, "--iters", args.iters,
+                "--device", args.device,
+            )  # fmt: skip
         print(table(max_size, results["lightning"], results["plain"], device_name(device)), "\n", flush=True)
 
 
