@@ -9,7 +9,7 @@ ANALOGY_APPS := analogy texture_transfer style_transfer text_transfer paint_to_i
 # the applications' configs at a CPU size: 64x64, 200 iterations per scale (the paper: 220x220, 20,000)
 ANALOGY_CPU := --data.image_size=64 --model.iters_per_scale=200 --trainer.accelerator=cpu --data.num_samples=4
 
-.PHONY: demo analogy-demo video-demo test bench lint clean
+.PHONY: demo analogy-demo video-demo test test-fast bench lint clean
 
 $(BIN)/lightning: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ video-demo: $(BIN)/lightning
 test: $(BIN)/lightning
 	WANDB_MODE=disabled $(BIN)/ruff check .
 	WANDB_MODE=disabled $(BIN)/python -m pytest
+
+# the development tier: everything but the tests marked slow
+test-fast: $(BIN)/lightning
+	WANDB_MODE=disabled $(BIN)/ruff check .
+	WANDB_MODE=disabled $(BIN)/python -m pytest -m "not slow"
 
 bench: $(BIN)/lightning
 	$(BIN)/python -m benchmarks.singan_speed
