@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.transforms.v2 import functional as TF
 
 from datamodules.loaders import ClassificationDataModule, StreamedTrainingData, evaluation_loader
+from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_settings
 
 SOURCES = ("mnist", "svhn", "handwritten", "textured")
 CHANNELS = {"mnist": 1, "svhn": 3, "handwritten": 1, "textured": 3}
@@ -142,9 +143,12 @@ class DigitsDataModule(ClassificationDataModule):
         num_workers: loader processes.
     """
 
+    setting_rules = {"source": OneOf(SOURCES), "batch_size": AT_LEAST_1, "num_workers": NON_NEGATIVE}
+
     def __init__(self, source: str, root: str | None = None, batch_size: int = 128, num_workers: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         load_domain(source, root, "test")  # fail on bad input before any output
 
     def setup(self, stage: str) -> None:
@@ -173,6 +177,12 @@ class OneShotDigitsDataModule(StreamedTrainingData):
         num_eval: A test images translated by validation/test (None: all).
     """
 
+    setting_rules = {
+        "source": OneOf(SOURCES), "target": OneOf(SOURCES), "phase": OneOf((1, 2)), "batch_size": AT_LEAST_1,
+        "sample_index": NON_NEGATIVE, "rotation_degrees": NON_NEGATIVE, "eval_batch_size": AT_LEAST_1,
+        "num_eval": AT_LEAST_1,
+    }  # fmt: skip
+
     def __init__(
         self,
         source: str = "mnist",
@@ -190,8 +200,7 @@ class OneShotDigitsDataModule(StreamedTrainingData):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if phase not in (1, 2):
-            raise ValueError(f"phase={phase} must be 1 or 2")
+        check_settings(self)
         self.source_train = load_domain(source, source_root, "train")
         self.target_train = load_domain(target, target_root, "train")
         self.source_test = load_domain(source, source_root, "test")
@@ -259,6 +268,11 @@ class DigitDomains(StreamedTrainingData):
         num_eval: A test images evaluated (None: all); B guides repeat when B has fewer.
     """
 
+    setting_rules = {
+        "domain_a": OneOf(SOURCES), "domain_b": OneOf(SOURCES), "batch_size": AT_LEAST_1,
+        "eval_batch_size": AT_LEAST_1, "num_eval": AT_LEAST_1,
+    }  # fmt: skip
+
     def __init__(
         self,
         domain_a: str = "mnist",
@@ -272,6 +286,7 @@ class DigitDomains(StreamedTrainingData):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         self.train = {d: _rgb(load_domain(source, root, "train")[0])
                       for d, source, root in (("a", domain_a, root_a), ("b", domain_b, root_b))}  # fmt: skip
         for domain, images in self.train.items():

@@ -20,9 +20,12 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_modules.networks.classifiers import build_classifier
+from lightning_modules.networks.classifiers import RESNETS, build_classifier
 from lightning_modules.networks.losses import jensen_shannon_consistency
 from lightning_modules.networks.padain import PermutedAdaINCheckpointing, insert_permuted_adain
+from lightning_modules.settings import NON_NEGATIVE, POSITIVE, PROBABILITY, Each, OneOf, Range, check_settings
+
+ARCHITECTURES = (*RESNETS, "resnext29", "densenet40")
 
 
 class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
@@ -52,6 +55,13 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
             instead of `arch`; pAdaIN is inserted after its main-path convolutions the same way.
     """
 
+    setting_rules = {
+        "arch": OneOf(ARCHITECTURES), "num_classes": Range(2), "padain_p": PROBABILITY, "padain_eps": POSITIVE,
+        "lr": POSITIVE, "momentum": Range(0, 1, open_high=True), "weight_decay": NON_NEGATIVE,
+        "warmup_epochs": NON_NEGATIVE, "milestones": Each(NON_NEGATIVE), "gamma": POSITIVE,
+        "schedule": OneOf(("step", "cosine")), "min_lr": NON_NEGATIVE, "jsd_weight": NON_NEGATIVE,
+    }  # fmt: skip
+
     def __init__(
         self,
         arch: str = "resnet18",
@@ -73,9 +83,8 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         network: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if schedule not in ("step", "cosine"):
-            raise ValueError(f"schedule={schedule!r}; expected 'step' or 'cosine'")
         self.save_hyperparameters(ignore=["network"])  # a given network is rebuilt from its config
+        check_settings(self)
         if network is None:
             network = build_classifier(arch, num_classes, cifar_stem, padain_p, padain_eps, padain_legacy_stats)
         elif padain_p > 0:

@@ -20,7 +20,13 @@ from torch.optim import Adam
 from torchvision.utils import make_grid
 
 from lightning_modules.iterative import IterativeModule
-from lightning_modules.networks.disentangle import CodeCritic, IntersectionAutoencoder, IntersectionDifferenceLoss
+from lightning_modules.networks.disentangle import (
+    CONFUSION_TARGETS,
+    CodeCritic,
+    IntersectionAutoencoder,
+    IntersectionDifferenceLoss,
+)
+from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, OneOf, Range, check_settings
 
 # predict writes these images for every test pair (a, b), in this order
 PREDICTION_KINDS = ("a", "b", "a_to_b", "b_to_a", "a_intersection", "b_intersection", "a_union", "b_union",
@@ -54,6 +60,14 @@ class DomainIntersectionDifference(IterativeModule):
         interpolation_steps: side of the interpolation grids that `predict` writes.
     """
 
+    setting_rules = {
+        "image_size": AT_LEAST_1, "depth": Range(3), "code_channels": AT_LEAST_1, "separate_channels": NON_NEGATIVE,
+        "rec_weight": NON_NEGATIVE, "zero_weight": NON_NEGATIVE, "confusion_weight": NON_NEGATIVE,
+        "confusion_target": OneOf(tuple(CONFUSION_TARGETS)), "lr": POSITIVE, "critic_lr": POSITIVE, "betas": BETAS,
+        "clip_norm": POSITIVE, "iterations": AT_LEAST_1, "guides_per_image": AT_LEAST_1,
+        "interpolation_steps": Range(2),
+    }  # fmt: skip
+
     def __init__(
         self,
         image_size: int = 128,
@@ -75,6 +89,7 @@ class DomainIntersectionDifference(IterativeModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         if image_size % 2**depth or image_size // 2**depth < 2:
             raise ValueError(
                 f"image_size={image_size} must be a multiple of 2^depth={2**depth} with a code of at least 2x2 "

@@ -33,6 +33,7 @@ from lightning_modules.networks.video import (
     upsample_clip,
 )
 from lightning_modules.progressive import ProgressiveModule
+from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, OneOf, check_settings
 
 Draw = Callable[[tuple[int, ...]], torch.Tensor]  # shape -> unit Gaussian noise of that shape
 
@@ -75,6 +76,15 @@ class HPVAEGAN(ProgressiveModule):
             DataModule when None and stored in the checkpoint's hyper-parameters.
     """
 
+    setting_rules = {
+        "iters_per_scale": AT_LEAST_1, "num_vae_levels": NON_NEGATIVE, "lr_generator": POSITIVE, "lr_critic": POSITIVE,
+        "betas": BETAS, "lr_decay": POSITIVE, "train_depth": AT_LEAST_1, "rec_weight": NON_NEGATIVE,
+        "kl_weight": NON_NEGATIVE, "gp_weight": NON_NEGATIVE, "adversarial_weight": NON_NEGATIVE,
+        "noise_amp_factor": NON_NEGATIVE, "grad_clip": POSITIVE, "width": AT_LEAST_1, "latent_dim": AT_LEAST_1,
+        "encoder_blocks": AT_LEAST_1, "num_blocks": AT_LEAST_1, "norm": OneOf(("batch", "instance")),
+        "pyramid_shapes": Each(Each(AT_LEAST_1, length=3)),
+    }  # fmt: skip
+
     def __init__(
         self,
         iters_per_scale: int = 50000,
@@ -102,6 +112,7 @@ class HPVAEGAN(ProgressiveModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         self.loss = HPVAEGANLoss(rec_weight, kl_weight, gp_weight, adversarial_weight)
         self.encoder: PatchEncoder | None = None
         self.decoder: PatchDecoder | None = None

@@ -26,6 +26,7 @@ from lightning_modules.networks.pyramid import (
 )
 from lightning_modules.networks.resize import Shape, resize
 from lightning_modules.progressive import ProgressiveModule
+from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, PROBABILITY, Each, check_settings
 
 
 class SinGAN(ProgressiveModule):
@@ -55,6 +56,13 @@ class SinGAN(ProgressiveModule):
             DataModule when None; stored in the checkpoint's hyper-parameters.
     """
 
+    setting_rules = {
+        "iters_per_scale": AT_LEAST_1, "critic_steps": AT_LEAST_1, "generator_steps": AT_LEAST_1,
+        "lr_generator": POSITIVE, "lr_critic": POSITIVE, "betas": BETAS, "lr_milestone": PROBABILITY,
+        "lr_gamma": POSITIVE, "gp_weight": NON_NEGATIVE, "rec_weight": NON_NEGATIVE, "noise_amp_factor": NON_NEGATIVE,
+        "base_width": AT_LEAST_1, "max_width": AT_LEAST_1, "pyramid_shapes": Each(Each(AT_LEAST_1, length=2)),
+    }  # fmt: skip
+
     def __init__(
         self,
         iters_per_scale: int = 2000,
@@ -76,6 +84,7 @@ class SinGAN(ProgressiveModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         self.loss = SinGANLoss(gp_weight, rec_weight)
         self.generators = nn.ModuleList()
         self.critics = nn.ModuleList()

@@ -32,6 +32,7 @@ from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, rgb_noise, run_pyramid, scale_width
 from lightning_modules.networks.resize import Shape, resize
 from lightning_modules.progressive import ProgressiveModule
+from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, check_settings
 
 DOMAINS = ("a", "b")
 OTHER = {"a": "b", "b": "a"}
@@ -63,6 +64,14 @@ class StructuralAnalogy(ProgressiveModule):
             DataModule when None.
     """
 
+    setting_rules = {
+        "iters_per_scale": AT_LEAST_1, "lr_generator": POSITIVE, "lr_critic": POSITIVE, "betas": BETAS,
+        "gp_weight": NON_NEGATIVE, "rec_weight": NON_NEGATIVE, "cycle_weight": NON_NEGATIVE,
+        "b_adversarial_weight": NON_NEGATIVE, "noise_amp_factor": NON_NEGATIVE, "non_residual_scales": NON_NEGATIVE,
+        "base_width": AT_LEAST_1, "max_width": AT_LEAST_1, "frozen_coarsest_noise_amp": NON_NEGATIVE,
+        "pyramid_shapes": Each(Each(AT_LEAST_1, length=2)),
+    }  # fmt: skip
+
     def __init__(
         self,
         iters_per_scale: int = 20000,
@@ -83,6 +92,7 @@ class StructuralAnalogy(ProgressiveModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         self.loss = StructuralAnalogyLoss(gp_weight, rec_weight, cycle_weight, b_adversarial_weight)
         self.generators = nn.ModuleDict({domain: nn.ModuleList() for domain in DOMAINS})
         self.critics = nn.ModuleDict({domain: nn.ModuleList() for domain in DOMAINS})
