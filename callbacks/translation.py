@@ -23,14 +23,12 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from callbacks.evaluation import SetMetric
+from lightning_modules.checkpoint_files import load_checkpoint_file
 
 
 def load_network_weights(network: nn.Module, path: str | Path) -> nn.Module:
     """Load the `network.` weights of an `ImageClassifier` checkpoint into `network`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no classifier checkpoint; train one with lightning_modules.ImageClassifier")
-    state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
+    state = load_checkpoint_file(path, "a checkpoint of lightning_modules.ImageClassifier")["state_dict"]
     weights = {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
     if not weights:
         raise ValueError(f"{path}: no `network.` weights; expected a checkpoint of lightning_modules.ImageClassifier")

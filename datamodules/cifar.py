@@ -20,6 +20,7 @@ from torchvision.transforms import v2
 
 from datamodules.augmix import AugMixViews
 from datamodules.loaders import ClassificationDataModule
+from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, Each, OneOf, Range, check_settings
 
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
@@ -37,6 +38,47 @@ STATISTICS = {  # per-channel mean and std of the training images
 }
 
 
+def _integer_dtype(*args: object) -> np.dtype:
+    """numpy.dtype for the unpickler: only integer types (uint8 images, integer labels)."""
+    dtype = np.dtype(*args)
+    if dtype.kind not in "iu":
+        raise pickle.UnpicklingError(f"an array of dtype {dtype}, where a CIFAR batch holds only integers")
+    return dtype
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """_codecs.encode, as Python 3's protocol-2 pickles store bytes: text encoded as latin-1 only."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"bytes encoded as {encoding!r}, where pickles use 'latin1'")
+    return text.encode("latin1")
+
+
+class CIFARUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR's python batches hold: dicts, lists, bytes, str, numbers and integer
+    numpy arrays. Any other global (a function, a class) stops the load before anything calls it.
+
+    Arrays refer to numpy.core.multiarray._reconstruct, numpy.ndarray and numpy.dtype (the
+    original files, pickled by Python 2, and any protocol 2-4 pickle; numpy 2 names the module
+    numpy._core), or numpy.core.numeric._frombuffer (protocol 5); bytes pickled by Python 3 at
+    protocol 2 refer to _codecs.encode.
+    """
+
+    ARRAY_GLOBALS = frozenset(
+        (f"numpy.{core}.{module}", name)
+        for core in ("core", "_core")
+        for module, name in (("multiarray", "_reconstruct"), ("numeric", "_frombuffer"))
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) == ("numpy", "dtype"):
+            return _integer_dtype
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        if (module, name) == ("numpy", "ndarray") or (module, name) in self.ARRAY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR batch never holds")
+
+
 def read_cifar(data_dir: str | Path, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Images [N, 32, 32, 3] uint8 and labels [N] int64 of a CIFAR split ("train" or "test")."""
     folder, train_files, test_files, label_key, num_classes = LAYOUTS[dataset]
@@ -49,10 +91,10 @@ def read_cifar(data_dir: str | Path, dataset: str, split: str) -> tuple[np.ndarr
             raise FileNotFoundError(f"{path} is missing; expected {expected}")
         try:
             with open(path, "rb") as handle:
-                batch = pickle.load(handle, encoding="bytes")
+                batch = CIFARUnpickler(handle, encoding="bytes").load()
             data, batch_labels = np.asarray(batch[b"data"], dtype=np.uint8), np.asarray(batch[label_key])
             data = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as error:
             raise ValueError(f"{path}: not a CIFAR batch ({error!r}); expected {expected}") from error
         if len(data) != len(batch_labels) or batch_labels.min() < 0 or batch_labels.max() >= num_classes:
             raise ValueError(f"{path}: {len(data)} images but labels outside 0..{num_classes - 1} or of another count")
@@ -116,6 +158,11 @@ class CIFARDataModule(ClassificationDataModule):
             consistency loss (the pAdaIN CIFAR-100-C recipe); crop and flip come first.
     """
 
+    setting_rules = {
+        "dataset": OneOf(tuple(LAYOUTS)), "batch_size": AT_LEAST_1, "num_workers": NON_NEGATIVE,
+        "rotation": Range(0, 180), "corruptions": Each(OneOf(CORRUPTIONS)),
+    }  # fmt: skip
+
     def __init__(
         self,
         data_dir: str,
@@ -129,12 +176,8 @@ class CIFARDataModule(ClassificationDataModule):
         augmix: bool = False,
     ) -> None:
         super().__init__()
-        if dataset not in LAYOUTS:
-            raise ValueError(f"dataset={dataset!r}; expected one of {sorted(LAYOUTS)}")
-        unknown = set(corruptions or []) - set(CORRUPTIONS)
-        if unknown:
-            raise ValueError(f"unknown corruptions {sorted(unknown)}; expected names from {CORRUPTIONS}")
         self.save_hyperparameters()
+        check_settings(self)
         self.num_classes = LAYOUTS[dataset][-1]
         mean, std = STATISTICS[dataset] if normalize else ((0.5,) * 3, (0.5,) * 3)
         to_float = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]

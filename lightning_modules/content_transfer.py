@@ -18,9 +18,20 @@ from torch.optim import Adam
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.utils import make_grid
 
+from lightning_modules.checkpoint_files import load_checkpoint_file
 from lightning_modules.iterative import IterativeModule
-from lightning_modules.networks.disentangle import CodeCritic
+from lightning_modules.networks.disentangle import CONFUSION_TARGETS, CodeCritic
 from lightning_modules.networks.mask_transfer import MaskTransferLoss, MaskTransferNetworks
+from lightning_modules.settings import (
+    AT_LEAST_1,
+    BETAS,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    OneOf,
+    Range,
+    check_settings,
+)
 
 # predict writes these images for every test pair (a, b), in this order
 PREDICTION_KINDS = ("a", "b", "transfer", "transfer_mask", "replacement", "removal", "removed", "b_mask")
@@ -57,6 +68,15 @@ class MaskContentTransfer(IterativeModule):
             after this one's (two attributes in sequence), guided by the same B images.
     """
 
+    setting_rules = {
+        "image_size": AT_LEAST_1, "depth": Range(4), "code_channels": AT_LEAST_1, "separate_channels": NON_NEGATIVE,
+        "rec_b_weight": NON_NEGATIVE, "rec_a_weight": NON_NEGATIVE, "identity_b_weight": NON_NEGATIVE,
+        "identity_a_weight": NON_NEGATIVE, "cycle_common_weight": NON_NEGATIVE, "cycle_separate_weight": NON_NEGATIVE,
+        "confusion_weight": NON_NEGATIVE, "confusion_target": OneOf(tuple(CONFUSION_TARGETS)), "lr": POSITIVE,
+        "critic_lr": POSITIVE, "betas": BETAS, "clip_norm": POSITIVE, "iterations": AT_LEAST_1,
+        "removal_threshold": PROBABILITY, "interpolation_steps": Range(2),
+    }  # fmt: skip
+
     def __init__(
         self,
         image_size: int = 128,
@@ -84,6 +104,7 @@ class MaskContentTransfer(IterativeModule):
         super().__init__()
         # a predict-time option: kept out of the checkpoint, whose hyper-parameters `--ckpt_path` re-applies
         self.save_hyperparameters(ignore=["then_checkpoint"])
+        check_settings(self)
         self.then_checkpoint = then_checkpoint
         if image_size < 2**depth or image_size % 2**depth:
             raise ValueError(f"image_size={image_size} must be a multiple of 2^depth={2**depth}")
@@ -207,7 +228,11 @@ class MaskContentTransfer(IterativeModule):
     # ------------------------------------------------------------------ predict
     def _second_model(self) -> MaskContentTransfer | None:
         if self.then_checkpoint and self._then is None:
-            self._then = MaskContentTransfer.load_from_checkpoint(self.then_checkpoint, map_location=self.device)
+            # read safely first, so that a bad file is refused with its name
+            load_checkpoint_file(self.then_checkpoint, "the last.ckpt of a MaskContentTransfer run")
+            self._then = MaskContentTransfer.load_from_checkpoint(
+                self.then_checkpoint, map_location=self.device, weights_only=True
+            )
             self._then.eval()
         return self._then
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 
+from lightning_modules.checkpoint_files import load_checkpoint_file
 from lightning_modules.iterative import IterativeModule
 from lightning_modules.networks.losses import latent_kl, lsgan
 from lightning_modules.networks.ost import (
@@ -35,6 +36,7 @@ from lightning_modules.networks.ost import (
     per_image_batch_norm,
     resnet_autoencoder,
 )
+from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, OneOf, check_settings
 
 B_PARTS = ("encoders_unshared.b.", "encoder_shared.", "decoder_shared.", "decoders_unshared.b.")
 
@@ -72,6 +74,15 @@ class OneShotTranslation(IterativeModule):
         seed: seed of the pool's draws.
     """
 
+    setting_rules = {
+        "network": OneOf(("digits", "resnet")), "channels_a": AT_LEAST_1, "channels_b": AT_LEAST_1, "ngf": AT_LEAST_1,
+        "n_downsampling": AT_LEAST_1, "num_unshared": NON_NEGATIVE, "num_res_blocks_shared": NON_NEGATIVE,
+        "phase": OneOf((1, 2)), "iterations": AT_LEAST_1, "lr": POSITIVE, "betas": BETAS,
+        "lr_decay_start": NON_NEGATIVE, "rec_loss": OneOf(("mse", "l1")), "phase_one_rec_weight": NON_NEGATIVE,
+        "a_rec_weight": NON_NEGATIVE, "cycle_weight": NON_NEGATIVE, "b_rec_weight": NON_NEGATIVE,
+        "kl_weight": NON_NEGATIVE, "pool_size": NON_NEGATIVE,
+    }  # fmt: skip
+
     def __init__(
         self,
         network: str = "digits",
@@ -102,10 +113,7 @@ class OneShotTranslation(IterativeModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if network not in ("digits", "resnet") or phase not in (1, 2) or rec_loss not in ("mse", "l1"):
-            raise ValueError(
-                f"network={network!r}, phase={phase}, rec_loss={rec_loss!r}: expected digits|resnet, 1|2, mse|l1"
-            )
+        check_settings(self)
         if network == "digits":
             self.autoencoder = digits_autoencoder(channels_a, channels_b)
             critic_domains = ("b",) if phase == 1 else ("a", "b")
@@ -130,13 +138,8 @@ class OneShotTranslation(IterativeModule):
         path = self.hparams.phase_one_checkpoint
         if path is None:
             raise ValueError("phase 2 needs model.phase_one_checkpoint: the last.ckpt of a phase-1 run")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-            state = checkpoint["state_dict"]
-        except (FileNotFoundError, IsADirectoryError) as error:
-            raise FileNotFoundError(f"{path}: no phase-1 checkpoint there ({error})") from error
-        except (KeyError, RuntimeError, EOFError) as error:
-            raise ValueError(f"{path}: not a Lightning checkpoint of a OneShotTranslation run ({error!r})") from error
+        checkpoint = load_checkpoint_file(path, "the last.ckpt of a phase-1 OneShotTranslation run")
+        state = checkpoint["state_dict"]
         prefix = "autoencoder."
         wanted = {
             k[len(prefix) :]: v

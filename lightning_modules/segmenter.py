@@ -22,8 +22,19 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim import SGD, Adam, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from lightning_modules.networks.deeplab import ClassDomainDiscriminator, DeepLabV2
-from lightning_modules.networks.padain import PermutedAdaINCheckpointing
+from lightning_modules.checkpoint_files import load_checkpoint_file
+from lightning_modules.networks.deeplab import BACKBONES, ClassDomainDiscriminator, DeepLabV2
+from lightning_modules.networks.padain import MODES, PermutedAdaINCheckpointing
+from lightning_modules.settings import (
+    AT_LEAST_1,
+    BETAS,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    OneOf,
+    Range,
+    check_settings,
+)
 
 ADAPTATIONS = ("none", "fada")
 
@@ -65,6 +76,14 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
     discriminator), so `trainer.max_steps` is twice the iterations and `iteration` half the step.
     """
 
+    setting_rules = {
+        "num_classes": Range(2), "backbone": OneOf(tuple(BACKBONES)), "padain_p": PROBABILITY, "lr": POSITIVE,
+        "head_lr_factor": POSITIVE, "momentum": Range(0, 1, open_high=True), "weight_decay": NON_NEGATIVE,
+        "poly_iterations": AT_LEAST_1, "poly_power": POSITIVE, "padain_mode": OneOf(MODES),
+        "adaptation": OneOf(ADAPTATIONS), "temperature": POSITIVE, "soft_label_max": Range(0, 1, open_low=True),
+        "adversarial_weight": NON_NEGATIVE, "discriminator_lr": POSITIVE, "discriminator_betas": BETAS,
+    }  # fmt: skip
+
     def __init__(
         self,
         num_classes: int = 19,
@@ -90,8 +109,10 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if adaptation not in ADAPTATIONS:
-            raise ValueError(f"adaptation={adaptation!r}; expected one of {ADAPTATIONS}")
+        check_settings(self)
+        if 0 <= ignore_index < num_classes:
+            raise ValueError(f"SemanticSegmenter: ignore_index={ignore_index}; expected a label outside the class ids "
+                             f"0..{num_classes - 1}")  # fmt: skip
         if padain_mode == "source_to_target" and adaptation != "fada":
             raise ValueError(
                 "padain_mode='source_to_target' needs batches of [source; target] halves: set adaptation='fada'"
@@ -218,12 +239,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
 def load_network_weights(network: torch.nn.Module, path: str | Path) -> None:
     """The `network.` weights of a SemanticSegmenter checkpoint. BatchNorm's step counters may be
     absent on either side, since either stage may freeze its BatchNorm."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no checkpoint there; expected the last.ckpt of an earlier SemanticSegmenter run"
-        )
-    state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
+    state = load_checkpoint_file(path, "the last.ckpt of an earlier SemanticSegmenter run")["state_dict"]
     weights = {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
     missing, unexpected = network.load_state_dict(weights, strict=False)
     missing, unexpected = (
