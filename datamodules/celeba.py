@@ -30,13 +30,13 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from datamodules.images import check_images_complete, displayed_size, load_image
 from datamodules.loaders import ClassificationDataModule, StreamedTrainingData, evaluation_loader
-from datamodules.single_image import load_image
 from datamodules.unpaired_folders import list_images
+from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_settings
 
 CELEBA_ATTRIBUTES: tuple[str, ...] = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
@@ -344,18 +344,13 @@ def mask_files(image_files: Sequence[Path], mask_dir: str | Path) -> list[Path]:
     return [Path(mask_dir) / f"{Path(path).stem}.png" for path in image_files]
 
 
-def _displayed_size(image: Image.Image) -> tuple[int, int]:
-    """(width, height) after the EXIF orientation that load_image applies."""
-    width, height = image.size
-    return (height, width) if image.getexif().get(0x0112) in (5, 6, 7, 8) else (width, height)
-
-
 def check_masks(image_files: Sequence[Path], mask_dir: str | Path) -> None:
     """Check that every image has its own mask (see `mask_files`) of the image's size.
 
-    Reads headers only. Raises FileNotFoundError naming the folder or the expected mask file, or
-    ValueError naming the mask and its image when their sizes differ or a file is not an image,
-    or naming both images when two of them (in different folders) would share one mask.
+    Reads headers, and checks that every mask is complete (`check_images_complete`). Raises
+    FileNotFoundError naming the folder or the expected mask file, or ValueError naming the mask
+    and its image when their sizes differ or a file is not an image or is truncated, or naming
+    both images when two of them (in different folders) would share one mask.
     """
     mask_dir = Path(mask_dir)
     if not mask_dir.is_dir():
@@ -367,31 +362,13 @@ def check_masks(image_files: Sequence[Path], mask_dir: str | Path) -> None:
             raise ValueError(f"{owner} and {image_path} would share the mask {mask_path}; rename one of them")
         if not mask_path.is_file():
             raise FileNotFoundError(f"{mask_path}: mask file is missing; expected the mask of {image_path}")
-        sizes = []
-        for path in (mask_path, image_path):
-            try:
-                with Image.open(path) as opened:
-                    sizes.append(_displayed_size(opened))
-            except (UnidentifiedImageError, OSError, SyntaxError) as error:
-                raise ValueError(f"{path}: not a readable image ({error})") from error
-        if sizes[0] != sizes[1]:
-            (mask_width, mask_height), (width, height) = sizes
+        (mask_width, mask_height), (width, height) = displayed_size(mask_path), displayed_size(image_path)
+        if (mask_width, mask_height) != (width, height):
             raise ValueError(
                 f"{mask_path}: mask is {mask_width}x{mask_height} but its image {image_path} is {width}x{height}; "
                 "a mask must have its image's size"
             )
-
-
-def check_images_open(files: Sequence[Path]) -> None:
-    """Open every file with PIL and verify() it (headers only, no decoding); the first failure names its file."""
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"{path}: image file is missing") from error
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise ValueError(f"{path}: not a readable image ({error}); replace or remove this file") from error
+    check_images_complete(list(owners))
 
 
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -494,16 +471,21 @@ class TwoDomainDataModule(StreamedTrainingData):
         predict_dir_a: a folder of images that predict uses as domain A (default: test A).
         predict_dir_b: the same for domain B. Predict pairs the two in sorted order, up to
             the shorter list (num_eval does not apply).
-        verify_images: open every file with PIL's verify() at construction, so that a file that
-            is not an image fails before training, with its name. verify() reads headers only
-            (about 0.05 ms per 178x218 JPEG with a warm file cache, 10 s for all 202,599 CelebA
-            images); a truncated JPEG passes it and fails, named, when it is first decoded.
+        verify_images: check every image file at construction (datamodules.images.
+            check_images_complete), so that a file that is not an image or is truncated fails
+            before anything is written, with its name: a header parse and, for a JPEG or PNG, a
+            look at its last bytes, so complete files are not decoded (VERIFY_COST).
         mask_dir: a folder of object masks named like the images (<image stem>.png, 0 background,
             255 object, each of its image's size; see load_mask). Evaluation items then carry
             "mask_a" and "mask_b", cropped and resized like the images. Construction checks that
             every image of the validation/test pairs (the first num_eval) and of the predict
             pairs has its mask; training images need none, and training batches are unchanged.
     """
+
+    setting_rules = {
+        "size": AT_LEAST_1, "crop_size": AT_LEAST_1, "batch_size": AT_LEAST_1, "num_workers": NON_NEGATIVE,
+        "eval_batch_size": AT_LEAST_1, "num_eval": AT_LEAST_1,
+    }  # fmt: skip
 
     def _set_domains(self, files: dict[str, list[Path]], definitions: dict[str, str] | None = None) -> None:
         """Check and keep the four file lists; `definitions` describes each key for error messages."""
@@ -524,8 +506,8 @@ class TwoDomainDataModule(StreamedTrainingData):
         predict = {domain: hp.get(f"predict_dir_{domain}") for domain in ("a", "b")}
         predict_files = {domain: list_images(Path(folder)) for domain, folder in predict.items() if folder}
         if hp.verify_images:
-            check_images_open([path for key in DOMAIN_KEYS for path in files[key]])
-            check_images_open([path for paths in predict_files.values() for path in paths])
+            check_images_complete([path for key in DOMAIN_KEYS for path in files[key]])
+            check_images_complete([path for paths in predict_files.values() for path in paths])
         self.files = {key: list(files[key]) for key in DOMAIN_KEYS}
         self.images = {key: FaceImages(self.files[key], hp.crop_size, hp.size, hp.in_memory) for key in DOMAIN_KEYS}
         self.predict_images = {
@@ -622,12 +604,14 @@ class CelebAAttributeDomains(TwoDomainDataModule):
         num_eval: test pairs used by validation and test (None: all).
         predict_dir_a: a folder of images that predict uses as domain A (default: test A).
         predict_dir_b: the same for domain B (default: test B).
-        verify_images: open every file with PIL's verify() at construction (fails early, naming
-            a file that is not an image).
+        verify_images: check every image file at construction (fails early, naming a file that
+            is not an image or is truncated).
         mask_dir: a folder of object masks named <image stem>.png (e.g. masks/Eyeglasses/ of
             write_synthetic_celeba); evaluation items then carry "mask_a" and "mask_b" [1, size,
             size] in {0, 1}. Every evaluation image must have its mask (checked at construction).
     """
+
+    setting_rules = TwoDomainDataModule.setting_rules | {"split": OneOf(SPLITS), "num_test": AT_LEAST_1}
 
     def __init__(
         self,
@@ -652,6 +636,7 @@ class CelebAAttributeDomains(TwoDomainDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         files = celeba_domain_files(data_dir, domain_a, domain_b, split, num_test)
         rule = f"first {num_test} matches" if split == "first_n" else "official partition"
         definitions = {f"{part}_{d}": f"{e!r}, {part} by {rule}" for d, e in (("a", domain_a), ("b", domain_b))
@@ -676,8 +661,8 @@ class FolderDomains(TwoDomainDataModule):
         num_eval: test pairs used by validation and test (None: all).
         predict_dir_a: a folder of images that predict uses as domain A (default: test A).
         predict_dir_b: the same for domain B (default: test B).
-        verify_images: open every file with PIL's verify() at construction (fails early, naming
-            a file that is not an image).
+        verify_images: check every image file at construction (fails early, naming a file that
+            is not an image or is truncated).
         mask_dir: a folder of object masks named <image stem>.png (0 background, 255 object, the
             image's size); evaluation items then carry "mask_a" and "mask_b" [1, size, size] in
             {0, 1}. Every evaluation image must have its mask (checked at construction), and
@@ -703,6 +688,7 @@ class FolderDomains(TwoDomainDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         folders = {"train_a": "trainA", "train_b": "trainB", "test_a": "testA", "test_b": "testB"}
         files = {key: list_images(Path(data_dir) / folder) for key, folder in folders.items()}
         self._set_domains(files, {key: f"folder {folder}/" for key, folder in folders.items()})
@@ -735,9 +721,15 @@ class CelebADomainLabels(ClassificationDataModule):
         crop_size: centre crop before resizing (None: squash the whole image).
         batch_size: images per step (training drops the last incomplete batch).
         num_workers: loader processes.
+        verify_images: check every image file at construction (fails early, naming a file that
+            is not an image or is truncated).
     """
 
     num_classes = 2
+    setting_rules = {
+        "split": OneOf(SPLITS), "num_test": AT_LEAST_1, "size": AT_LEAST_1, "crop_size": AT_LEAST_1,
+        "batch_size": AT_LEAST_1, "num_workers": NON_NEGATIVE,
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -750,10 +742,14 @@ class CelebADomainLabels(ClassificationDataModule):
         crop_size: int | None = 178,
         batch_size: int = 64,
         num_workers: int = 0,
+        verify_images: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         self.files = celeba_domain_files(data_dir, domain_a, domain_b, split, num_test)
+        if verify_images:
+            check_images_complete([path for paths in self.files.values() for path in paths])
         self.test_names: list[str] = ["clean"]
 
     def _labelled(self, part: str, flip: bool) -> LabelledFaces:

@@ -17,17 +17,20 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from datamodules.cifar import CORRUPTIONS, SEVERITIES
+from datamodules.images import load_rgb8
 from datamodules.loaders import ClassificationDataModule
+from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, Each, OneOf, check_pair_order, check_settings
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def class_folders(root: Path, classes: list[str] | None, transform: v2.Transform) -> ImageFolder:
-    """An ImageFolder whose class folders must be `classes` (when given), with clear errors."""
+    """An ImageFolder whose class folders must be `classes` (when given), with clear errors; its images
+    are read as torchvision reads them (datamodules.images.load_rgb8), with errors that name the file."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is missing; expected <class>/<image> folders there")
     try:
-        folder = ImageFolder(str(root), transform=transform)
+        folder = ImageFolder(str(root), transform=transform, loader=load_rgb8)
     except (FileNotFoundError, RuntimeError) as error:
         raise ValueError(f"{root}: no class folders with images ({error})") from error
     if classes is not None and folder.classes != classes:
@@ -52,6 +55,10 @@ class ImageFolderDataModule(ClassificationDataModule):
         corruptions: which corruptions to test (default: all 15).
     """
 
+    setting_rules = {
+        "image_size": AT_LEAST_1, "resize": AT_LEAST_1, "batch_size": AT_LEAST_1, "num_workers": NON_NEGATIVE,
+        "corruptions": Each(OneOf(CORRUPTIONS)),
+    }  # fmt: skip
     normalize_corruption_errors = True  # mCE is defined against AlexNet's ImageNet-C errors
 
     def __init__(
@@ -66,6 +73,8 @@ class ImageFolderDataModule(ClassificationDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
+        check_pair_order(self, "image_size", "resize", strict=False)
         to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
         self.train_transform = v2.Compose([v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip(), *to_float])
         self.test_transform = v2.Compose([v2.Resize(resize), v2.CenterCrop(image_size), *to_float])

@@ -6,8 +6,10 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from datamodules.single_image import RepeatedPyramid, SampleRequests, build_pyramid, load_image, pyramid_shapes
+from datamodules.images import displayed_size, load_image
+from datamodules.single_image import RepeatedPyramid, SampleRequests, build_pyramid, pyramid_shapes
 from lightning_modules.networks.resize import resize
+from lightning_modules.settings import AT_LEAST_1, SCALE_FACTOR, Each, Either, OneOf, check_settings
 
 DOMAINS = ("a", "b")
 
@@ -37,6 +39,12 @@ class ImagePairDataModule(LightningDataModule):
         batch_size: predicted samples per forward pass.
     """
 
+    setting_rules = {
+        "image_size": Either(AT_LEAST_1, Each(AT_LEAST_1, length=2)), "min_size": AT_LEAST_1, "max_size": AT_LEAST_1,
+        "scale_factor": SCALE_FACTOR, "num_samples": AT_LEAST_1, "inject_domain": OneOf(DOMAINS),
+        "inject_scale": AT_LEAST_1, "batch_size": AT_LEAST_1,
+    }  # fmt: skip
+
     def __init__(
         self,
         path_a: str,
@@ -54,24 +62,24 @@ class ImagePairDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
         height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if min(height, width) <= min_size:
             raise ValueError(f"image_size={image_size} must exceed min_size={min_size} for a pyramid of several scales")
         self.images = {}
         for domain, path in zip(DOMAINS, (path_a, path_b)):
-            image = load_image(path)
-            if min(image.shape[-2:]) < min_size:
+            file_width, file_height = displayed_size(path)
+            if min(file_height, file_width) < min_size:
                 raise ValueError(
-                    f"{path}: image is {image.shape[-2]}x{image.shape[-1]}, too small for the pyramid: "
+                    f"{path}: image is {file_height}x{file_width}, too small for the pyramid: "
                     f"its short side must be at least min_size={min_size}"
                 )
+            image = load_image(path, at_least=(height, width))
             self.images[domain] = resize(image[None], (height, width)).clamp(-1, 1)[0]
         self.pyramid_shapes = pyramid_shapes(height, width, min_size, max_size, scale_factor)
-        if inject_domain not in DOMAINS:
-            raise ValueError(f"inject_domain={inject_domain!r} must be 'a' or 'b'")
         if inject_path and not 0 < inject_scale < len(self.pyramid_shapes):
             raise ValueError(f"inject_scale={inject_scale} must be in [1, {len(self.pyramid_shapes) - 1}]")
-        self.inject = load_image(inject_path) if inject_path else None
+        self.inject = load_image(inject_path, at_least=self.pyramid_shapes[-1]) if inject_path else None
         self.pyramids: dict[str, list[torch.Tensor]] = {}
 
     def setup(self, stage: str) -> None:

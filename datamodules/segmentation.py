@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from datamodules.images import IMAGE_SUFFIXES, displayed_size, load_image, open_image
 from datamodules.loaders import StreamedTrainingData, evaluation_loader
-from datamodules.single_image import IMAGE_SUFFIXES, load_image
 from datamodules.unpaired_folders import list_images
+from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Each, OneOf, check_settings
 
 IGNORE_LABEL = 255
 NUM_CLASSES = 19
@@ -208,7 +208,7 @@ def cityscapes_pairs(root: str | Path, split: str, check_sizes: bool = True) -> 
 def check_pair_sizes(pairs: Sequence[tuple[Path, Path]]) -> None:
     """ValueError naming both files of the first pair whose image and label sizes differ (headers only)."""
     for image, label in pairs:
-        image_size, label_size = _header_size(image), _header_size(label)
+        image_size, label_size = displayed_size(image), displayed_size(label)
         if image_size != label_size:
             raise ValueError(_size_mismatch(image, image_size, label, label_size))
 
@@ -226,14 +226,6 @@ def pseudo_label_files(images: Sequence[Path], pseudo_label_dir: str | Path) -> 
                 f"{path}: pseudo-label is missing for image {image}; expected train ids (0..18, 255)"
             )
     return files
-
-
-def _header_size(path: Path) -> Size:
-    try:
-        with Image.open(path) as opened:
-            return opened.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: not a readable image ({error})") from error
 
 
 def _size_mismatch(image: Path, image_size: Size, label: Path, label_size: Size) -> str:
@@ -255,17 +247,14 @@ def read_label(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such label file")
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            if opened.mode not in ("P", "L"):
-                raise ValueError(
-                    f"{path}: label image of mode {opened.mode!r}; expected one value per pixel, as a palette "
-                    "('P') or grey ('L') PNG of ids (not a colour-coded label)"
-                )
-            return np.array(opened, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: not a readable label image ({error}); expected a 'P' or 'L' PNG") from error
+    with open_image(path) as opened:
+        opened.load()
+        if opened.mode not in ("P", "L"):
+            raise ValueError(
+                f"{path}: label image of mode {opened.mode!r}; expected one value per pixel, as a palette "
+                "('P') or grey ('L') PNG of ids (not a colour-coded label)"
+            )
+        return np.array(opened, dtype=np.uint8)
 
 
 def load_rgb(path: str | Path) -> torch.Tensor:
@@ -306,12 +295,6 @@ def load_pair(
 # ---------------------------------------------------------------------------------------------
 # Transforms: image float [3, H, W] in [0, 1], label int64 [H, W]; randomness from `rng`
 # ---------------------------------------------------------------------------------------------
-
-
-def _check_size(size: Sequence[int], name: str = "size") -> Size:
-    if len(size) != 2 or any(int(v) != v or v < 1 for v in size):
-        raise ValueError(f"{name}={tuple(size)}; expected (width, height), two positive integers")
-    return int(size[0]), int(size[1])
 
 
 def _check_pair(image: torch.Tensor, label: torch.Tensor | None) -> None:
@@ -549,6 +532,13 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
     check their sizes) and raises a clear error naming the folder or files at fault.
     """
 
+    setting_rules = {
+        "stage": OneOf(STAGES), "source_size": Each(AT_LEAST_1, length=2), "target_size": Each(AT_LEAST_1, length=2),
+        "test_size": Each(AT_LEAST_1, length=2), "batch_size": AT_LEAST_1,
+        "jitter_strength": Each(NON_NEGATIVE, length=4), "scale_range": Each(POSITIVE, length=2),
+        "num_workers": NON_NEGATIVE, "eval_batch_size": AT_LEAST_1, "num_eval": AT_LEAST_1,
+    }  # fmt: skip
+
     def __init__(
         self,
         source_root: str | None,
@@ -573,19 +563,15 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if stage not in STAGES:
-            raise ValueError(f"stage={stage!r}; expected one of {STAGES}")
-        self.source_size = _check_size(source_size, "source_size")
-        self.target_size = _check_size(target_size, "target_size")
-        self.test_size = _check_size(test_size, "test_size")
+        check_settings(self)
+        self.source_size, self.target_size, self.test_size = (
+            tuple(size) for size in (source_size, target_size, test_size)
+        )
         check_jitter_strength(jitter_strength)
-        if not 0 < scale_range[0] <= scale_range[1]:
-            raise ValueError(f"scale_range={tuple(scale_range)}; expected (low, high) with 0 < low <= high")
-        if batch_size < 1 or (stage == "adversarial" and batch_size % 2):
-            even = " and even (half source, half target)" if stage == "adversarial" else ""
-            raise ValueError(f"batch_size={batch_size}; expected at least 1{even}")
-        if num_eval is not None and num_eval < 1:
-            raise ValueError(f"num_eval={num_eval}; expected None (the whole split) or at least 1")
+        if scale_range[0] > scale_range[1]:
+            raise ValueError(f"scale_range={tuple(scale_range)}; expected (low, high) with low <= high")
+        if stage == "adversarial" and batch_size % 2:
+            raise ValueError(f"batch_size={batch_size}; expected an even number (half source, half target)")
         per_pool = batch_size // 2 if stage == "adversarial" else batch_size
         self.source_pairs: list[tuple[Path, Path]] = []
         self.target_images: list[Path] = []

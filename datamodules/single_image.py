@@ -4,43 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from datamodules.images import displayed_size, load_image
 from lightning_modules.networks.resize import Shape, resize
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-def load_image(path: str | Path, background: tuple[int, int, int] = (255, 255, 255)) -> torch.Tensor:
-    """Read an RGB image as a float tensor [3, H, W] in [-1, 1].
-
-    EXIF orientation is applied; grayscale is replicated to three channels; an alpha
-    channel is composited onto `background`. Any failure names the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
-    try:
-        with Image.open(path) as opened:
-            opened.load()  # decode now, so truncated files fail here
-            image = ImageOps.exif_transpose(opened)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(
-            f"{path}: not a readable image ({error}); expected a complete PNG, JPEG, BMP or WebP file"
-        ) from error
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.new("RGB", rgba.size, background)
-        image.paste(rgba, mask=rgba.getchannel("A"))
-    image = image.convert("RGB")  # grayscale (L, I, F) and palette images become 3 equal channels
-    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SCALE_FACTOR, Each, check_settings
 
 
 def pyramid_shapes(
@@ -52,14 +23,19 @@ def pyramid_shapes(
     dropped, then the actual ratio r = (min_size / min(h, w)) ** (1 / S) is fitted to
     the working size h x w (long side <= max_size).
     """
+    shrink = min(max_size / max(height, width), 1.0)
+    h, w = math.ceil(height * shrink), math.ceil(width * shrink)
+    if min_size >= min(h, w):
+        raise ValueError(
+            f"min_size={min_size} must be below the short side of the working image, {h}x{w} ({height}x{width} "
+            f"shrunk to max_size={max_size}); otherwise the coarsest scale is not smaller than the finest"
+        )
     num_scales = math.ceil(math.log(min_size / min(height, width)) / math.log(scale_factor)) + 1
     long_side = max(height, width)
     scales_above_max = math.ceil(math.log(min(max_size, long_side) / long_side) / math.log(scale_factor))
     stop_scale = num_scales - scales_above_max
     if stop_scale < 1:
         raise ValueError(f"{height}x{width} gives a single scale with min_size={min_size}, max_size={max_size}")
-    shrink = min(max_size / max(height, width), 1.0)
-    h, w = math.ceil(height * shrink), math.ceil(width * shrink)
     ratio = math.pow(min_size / min(h, w), 1 / stop_scale)
     return [
         (math.ceil(h * math.pow(ratio, stop_scale - s)), math.ceil(w * math.pow(ratio, stop_scale - s)))
@@ -120,7 +96,16 @@ class SingleImageDataModule(LightningDataModule):
         inject_mask_path: optional mask (white = regenerate); outside it the injected image is
             kept, which is how editing and harmonization are composited.
         batch_size: predicted samples per forward pass.
+
+    A large image is decoded at a reduced size that keeps three times the finest scale (see
+    datamodules.images.load_image), so memory follows `max_size` rather than the file.
     """
+
+    setting_rules = {
+        "max_size": AT_LEAST_1, "min_size": AT_LEAST_1, "scale_factor": SCALE_FACTOR, "num_samples": AT_LEAST_1,
+        "sample_scale": Each(POSITIVE, length=2), "gen_start_scale": NON_NEGATIVE, "inject_scale": AT_LEAST_1,
+        "batch_size": AT_LEAST_1,
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -139,13 +124,17 @@ class SingleImageDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.image = load_image(path)
-        height, width = self.image.shape[-2:]
+        check_settings(self)
+        width, height = displayed_size(path)
         if min(height, width) < min_size:
             raise ValueError(f"{path}: image is {height}x{width}, smaller than min_size={min_size} on its short side")
         self.pyramid_shapes = pyramid_shapes(height, width, min_size, max_size, scale_factor)
-        self.inject = load_image(inject_path) if inject_path else None
-        self.inject_mask = load_image(inject_mask_path)[:1] * 0.5 + 0.5 if inject_mask_path else None
+        self.image = load_image(path, at_least=self.pyramid_shapes[-1])
+        finest_sample = self.sample_shapes()[-1]
+        self.inject = load_image(inject_path, at_least=finest_sample) if inject_path else None
+        self.inject_mask = (
+            load_image(inject_mask_path, at_least=finest_sample)[:1] * 0.5 + 0.5 if inject_mask_path else None
+        )
         if inject_path and not 0 < inject_scale < len(self.pyramid_shapes):
             raise ValueError(f"inject_scale={inject_scale} must be in [1, {len(self.pyramid_shapes) - 1}]")
         if not 0 <= gen_start_scale < len(self.pyramid_shapes):

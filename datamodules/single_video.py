@@ -16,12 +16,23 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader
 
+from datamodules.images import IMAGE_SUFFIXES, load_image
 from datamodules.loaders import StreamedTrainingData
-from datamodules.single_image import IMAGE_SUFFIXES, SampleRequests, pyramid_shapes
+from datamodules.single_image import SampleRequests, pyramid_shapes
 from lightning_modules.networks.video import VideoShape
+from lightning_modules.settings import (
+    AT_LEAST_1,
+    NON_NEGATIVE,
+    POSITIVE,
+    SCALE_FACTOR,
+    Each,
+    Range,
+    check_pair_order,
+    check_settings,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
 
@@ -30,19 +41,25 @@ def _clip_indices(start: int, num_frames: int, stride: int) -> range:
     return range(start, start + (num_frames - 1) * stride + 1, stride)
 
 
-def _too_few_frames(path: Path, available: int, start: int, num_frames: int, stride: int) -> ValueError:
+def _too_few_frames(
+    path: Path, total: int, start: int, num_frames: int, stride: int, start_time: float | None, fps: float
+) -> ValueError:  # fmt: skip
     needed = (num_frames - 1) * stride + 1
+    where = f"frame {start}" if start_time is None else f"start_time={start_time:g} s (frame {start} at {fps:g} fps)"
     return ValueError(
-        f"{path}: {available} frames from frame {start} on, but num_frames={num_frames} at stride={stride} "
-        f"needs {needed}; choose an earlier start, a smaller stride or fewer frames"
+        f"{path}: {total} frames ({total / fps:.2f} s) in all, {max(total - start, 0)} of them from {where} on, "
+        f"but num_frames={num_frames} at stride={stride} needs {needed}; choose an earlier start, a smaller stride "
+        "or fewer frames"
     )
 
 
-def read_video_file(path: Path, start: int, num_frames: int, stride: int) -> tuple[np.ndarray, float]:
-    """Decode frames start, start + stride, ... of a video file; returns uint8 [N, H, W, 3] and the file's fps."""
+def read_video_file(
+    path: Path, start_frame: int, num_frames: int, stride: int, start_time: float | None = None
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Decode frames s, s + stride, ... of a video file, s = `start_frame` or the frame at `start_time`
+    seconds; returns uint8 [N, H, W, 3] and the file's fps."""
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"{path}: unsupported video type {path.suffix!r}; expected one of {', '.join(VIDEO_SUFFIXES)}")
-    wanted = set(_clip_indices(start, num_frames, stride))
     frames, decoded = [], 0
     try:
         with av.open(str(path)) as container:
@@ -50,6 +67,8 @@ def read_video_file(path: Path, start: int, num_frames: int, stride: int) -> tup
                 raise ValueError(f"{path}: the file has no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 25)
+            start = round(start_time * fps) if start_time is not None else start_frame
+            wanted = set(_clip_indices(start, num_frames, stride))
             for frame in container.decode(stream):
                 if decoded in wanted:
                     frames.append(frame.to_ndarray(format="rgb24"))
@@ -62,31 +81,31 @@ def read_video_file(path: Path, start: int, num_frames: int, stride: int) -> tup
             "with a codec that FFmpeg reads (H.264, VP8/9, MPEG-4, GIF...)"
         ) from error
     if len(frames) < num_frames:
-        raise _too_few_frames(path, max(decoded - start, 0), start, num_frames, stride)
+        raise _too_few_frames(path, decoded, start, num_frames, stride, start_time, fps)
     return np.stack(frames), fps
 
 
-def read_frame_folder(path: Path, start: int, num_frames: int, stride: int) -> np.ndarray:
-    """Read frames start, start + stride, ... of a folder of images sorted by name; uint8 [N, H, W, 3]."""
+def read_frame_folder(
+    path: Path, start_frame: int, num_frames: int, stride: int, start_time: float | None = None, fps: float = 25.0
+) -> torch.Tensor:  # fmt: skip
+    """Frames s, s + stride, ... of a folder of images sorted by name (s = `start_frame`, or
+    round(start_time * fps)), read by datamodules.images.load_image: float [3, N, H, W] in [-1, 1]."""
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{path}: no frames in the folder (expected image files: {', '.join(IMAGE_SUFFIXES)})")
+    start = round(start_time * fps) if start_time is not None else start_frame
     indices = _clip_indices(start, num_frames, stride)
     if indices[-1] >= len(files):
-        raise _too_few_frames(path, max(len(files) - start, 0), start, num_frames, stride)
+        raise _too_few_frames(path, len(files), start, num_frames, stride, start_time, fps)
     frames = []
     for index in indices:
-        try:
-            with Image.open(files[index]) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"{files[index]}: not a readable image ({error})") from error
+        frames.append(load_image(files[index]))
         if frames[-1].shape != frames[0].shape:
-            h0, w0 = frames[0].shape[:2]
-            h, w = frames[-1].shape[:2]
+            h0, w0 = frames[0].shape[-2:]
+            h, w = frames[-1].shape[-2:]
             raise ValueError(f"{files[index]}: frame is {h}x{w}, but {files[indices[0]]} is {h0}x{w0}; "
                              "all frames of a folder must have the same size")  # fmt: skip
-    return np.stack(frames)
+    return torch.stack(frames, dim=1)
 
 
 def load_clip(
@@ -104,24 +123,22 @@ def load_clip(
         folder_fps: frame rate of a folder of frames.
     """
     path = Path(path)
-    if num_frames < 2 or stride < 1:
-        raise ValueError(f"num_frames={num_frames} must be >= 2 and stride={stride} >= 1")
+    if num_frames < 2 or stride < 1 or start_frame < 0 or (start_time is not None and start_time < 0):
+        raise ValueError(
+            f"num_frames={num_frames}, stride={stride}, start_frame={start_frame}, start_time={start_time}: "
+            "expected num_frames >= 2, stride >= 1 and a start of at least 0"
+        )
     if path.is_dir():
         fps = folder_fps
-        start = round(start_time * fps) if start_time is not None else start_frame
-        frames = read_frame_folder(path, start, num_frames, stride)
+        clip = read_frame_folder(path, start_frame, num_frames, stride, start_time, fps)
     elif path.is_file():
-        if start_time is not None:
-            with av.open(str(path)) as container:
-                stream = container.streams.video[0]
-                start_frame = round(start_time * float(stream.average_rate or stream.guessed_rate or 25))
-        frames, fps = read_video_file(path, start_frame, num_frames, stride)
+        frames, fps = read_video_file(path, start_frame, num_frames, stride, start_time)
+        clip = torch.from_numpy(frames.astype(np.float32) / 127.5 - 1.0).permute(3, 0, 1, 2).contiguous()
     else:
         raise FileNotFoundError(
             f"{path}: no such video file or frame folder (expected a {'/'.join(VIDEO_SUFFIXES)} file "
             "or a folder of image files)"
         )
-    clip = torch.from_numpy(frames.astype(np.float32) / 127.5 - 1.0).permute(3, 0, 1, 2).contiguous()
     return clip, fps / stride
 
 
@@ -224,6 +241,13 @@ class SingleVideoDataModule(StreamedTrainingData):
         batch_size: predicted clips per forward pass.
     """
 
+    setting_rules = {
+        "num_frames": Range(2), "window_frames": Range(2), "stride": AT_LEAST_1, "start_frame": NON_NEGATIVE,
+        "start_time": NON_NEGATIVE, "folder_fps": POSITIVE, "max_width": AT_LEAST_1, "min_width": AT_LEAST_1,
+        "scale_factor": SCALE_FACTOR, "frame_strides": Each(AT_LEAST_1), "num_samples": AT_LEAST_1,
+        "sample_scale": Each(POSITIVE, length=3), "batch_size": AT_LEAST_1,
+    }  # fmt: skip
+
     def __init__(
         self,
         path: str,
@@ -245,6 +269,8 @@ class SingleVideoDataModule(StreamedTrainingData):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
+        check_pair_order(self, "min_width", "max_width")
         self.window_frames = num_frames if window_frames is None else window_frames
         if not 2 <= self.window_frames <= num_frames:
             raise ValueError(f"window_frames={window_frames}; expected 2 to num_frames={num_frames} (None: the clip)")

@@ -15,8 +15,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from datamodules.images import IMAGE_SUFFIXES, load_image
 from datamodules.loaders import StreamedTrainingData, evaluation_loader
-from datamodules.single_image import IMAGE_SUFFIXES, load_image
+from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_pair_order, check_settings
 
 
 def list_images(directory: Path) -> list[Path]:
@@ -63,6 +64,12 @@ class UnpairedFoldersDataModule(StreamedTrainingData):
         eval_batch_size: batch size of the evaluation loaders.
     """
 
+    setting_rules = {
+        "phase": OneOf((1, 2)), "sample_index": NON_NEGATIVE, "load_size": AT_LEAST_1, "crop_size": AT_LEAST_1,
+        "rotation_degrees": NON_NEGATIVE, "batch_size": AT_LEAST_1, "num_eval": AT_LEAST_1,
+        "num_references": AT_LEAST_1, "eval_batch_size": AT_LEAST_1,
+    }  # fmt: skip
+
     def __init__(
         self,
         root: str,
@@ -81,6 +88,8 @@ class UnpairedFoldersDataModule(StreamedTrainingData):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_settings(self)
+        check_pair_order(self, "crop_size", "load_size", strict=False)
         folder = Path(root)
         self.files = {split: list_images(folder / split) for split in ("trainA", "trainB", "testA", "testB")}
         if not 0 <= sample_index < len(self.files["trainA"]):
