@@ -153,7 +153,7 @@ def smoke_run(faces, tmp_path_factory) -> Path:
 
 def test_smoke_fit_logs_losses_mask_iou_samples_and_predicts_every_operation(smoke_run, faces, tmp_path):
     root = smoke_run.parents[1]
-    assert torch.load(smoke_run, weights_only=False)["iteration_progress"]["iteration"] == 6
+    assert torch.load(smoke_run, weights_only=True)["iteration_progress"]["iteration"] == 6
     columns = logged_columns(root)
     assert {"train/rec_b", "train/identity_a", "train/confusion", "train/critic", "val/removal_ssim"} <= columns
     assert {"val/mask_iou", "val/mask_threshold", "val/removal_change_outside"} <= columns
@@ -176,10 +176,10 @@ def test_resumed_run_ends_with_the_same_weights(faces, tmp_path):
     path.write_text(yaml.safe_dump(config))
     uninterrupted = fit_run(str(path), tmp_path / "a", *data_args(faces))
     middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=6.ckpt"
-    assert torch.load(middle, weights_only=False)["iteration_progress"]["iteration"] == 3
+    assert torch.load(middle, weights_only=True)["iteration_progress"]["iteration"] == 3
     resumed = fit_run(str(path), tmp_path / "b", *data_args(faces), f"--ckpt_path={middle}")
-    expected = torch.load(uninterrupted, weights_only=False)["state_dict"]
-    actual = torch.load(resumed, weights_only=False)["state_dict"]
+    expected = torch.load(uninterrupted, weights_only=True)["state_dict"]
+    actual = torch.load(resumed, weights_only=True)["state_dict"]
     for key, value in expected.items():
         assert torch.equal(actual[key], value), key
 

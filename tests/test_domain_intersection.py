@@ -161,7 +161,7 @@ def smoke_run(tmp_path_factory) -> Path:
 
 def test_smoke_fit_logs_losses_samples_and_predicts_every_operation(smoke_run, tmp_path):
     root = smoke_run.parents[1]
-    assert torch.load(smoke_run, weights_only=False)["iteration_progress"]["iteration"] == 6
+    assert torch.load(smoke_run, weights_only=True)["iteration_progress"]["iteration"] == 6
     assert {"train/rec", "train/zero", "train/confusion", "train/critic", "val/rec_a"} <= logged_columns(root)
     assert any(root.glob("csv/version_*/media/samples_translations_*.png"))
     predictions = predict_run(SMOKE, smoke_run, tmp_path)
@@ -178,10 +178,10 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     path.write_text(yaml.safe_dump(config))
     uninterrupted = fit_run(str(path), tmp_path / "a")
     middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=6.ckpt"
-    assert torch.load(middle, weights_only=False)["iteration_progress"]["iteration"] == 3
+    assert torch.load(middle, weights_only=True)["iteration_progress"]["iteration"] == 3
     resumed = fit_run(str(path), tmp_path / "b", f"--ckpt_path={middle}")
-    expected = torch.load(uninterrupted, weights_only=False)["state_dict"]
-    actual = torch.load(resumed, weights_only=False)["state_dict"]
+    expected = torch.load(uninterrupted, weights_only=True)["state_dict"]
+    actual = torch.load(resumed, weights_only=True)["state_dict"]
     for key, value in expected.items():
         assert torch.equal(actual[key], value), key
 

@@ -217,7 +217,7 @@ def trained(tmp_path_factory):
 
 def test_fit_trains_every_level_and_logs_losses_clips_and_diversity(trained):
     root, last = trained
-    checkpoint = torch.load(last, weights_only=False)
+    checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["pyramid_progress"]["iteration"] == 20  # 5 levels x 4 iterations
     assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [
         (2, 6, 8),
@@ -274,15 +274,15 @@ def test_resumed_runs_end_with_the_same_weights(tmp_path):
     config["data"]["init_args"] |= {"num_frames": 7, "window_frames": 5}  # random windows of the clip
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(config))
-    expected = torch.load(fit(tmp_path / "a", "--config", str(path)), weights_only=False)
+    expected = torch.load(fit(tmp_path / "a", "--config", str(path)), weights_only=True)
 
     # optimizer steps: 1 per VAE iteration (levels 0-1), 2 per GAN iteration
     for step, iteration in ((8, 8), (12, 10)):  # the start of level 2 (the first GAN level), its step 2
         middle = tmp_path / "a" / "checkpoints" / f"epoch=0-step={step}.ckpt"
-        assert torch.load(middle, weights_only=False)["pyramid_progress"]["iteration"] == iteration
+        assert torch.load(middle, weights_only=True)["pyramid_progress"]["iteration"] == iteration
         root = tmp_path / f"resumed_{step}"
         run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={root}", f"--ckpt_path={middle}")
-        actual = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)
+        actual = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
         assert actual["pyramid_progress"]["iteration"] == 20
         for key, value in expected["state_dict"].items():
             assert torch.equal(actual["state_dict"][key], value), (step, key)

@@ -208,7 +208,7 @@ def phase_two(root: Path, phase_one: Path, *extra: str) -> Path:
 
 
 def test_phase_two_starts_from_phase_one_b_layers_and_fresh_a_layers(phase_one, tmp_path):
-    phase1 = torch.load(phase_one, weights_only=False)
+    phase1 = torch.load(phase_one, weights_only=True)
     assert phase1["hyper_parameters"]["phase"] == 1 and phase1["iteration_progress"]["iteration"] == 12
     model = OneShotTranslation(phase=2, phase_one_checkpoint=str(phase_one))
     fresh_a = model.autoencoder.encoders_unshared["a"][0].weight.clone()
@@ -224,7 +224,7 @@ def test_phase_two_fit_validates_and_predicts(phase_one, tmp_path):
     classifier = "lightning_modules.networks.classifiers.DigitClassifier"
     accuracy = ("--trainer.callbacks+=callbacks.TranslationAccuracy", f"--trainer.callbacks.classifier={classifier}")
     last = phase_two(tmp_path, phase_one, *accuracy)
-    assert torch.load(last, weights_only=False)["iteration_progress"]["iteration"] == 12
+    assert torch.load(last, weights_only=True)["iteration_progress"]["iteration"] == 12
     run_cli("predict", "--config", PHASE2, f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={last}",
             f"--model.phase_one_checkpoint={phase_one}")  # fmt: skip
     names = {p.name for p in (tmp_path / "predictions").glob("*.png")}
@@ -240,10 +240,10 @@ def test_resumed_phase_two_ends_with_the_same_weights(phase_one, tmp_path):
     path.write_text(yaml.safe_dump(config))
     uninterrupted = phase_two(tmp_path / "a", phase_one, "--config", str(path))
     middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=20.ckpt"
-    assert torch.load(middle, weights_only=False)["iteration_progress"]["iteration"] == 5
+    assert torch.load(middle, weights_only=True)["iteration_progress"]["iteration"] == 5
     phase_two(tmp_path / "b", phase_one, "--config", str(path), f"--ckpt_path={middle}")
-    expected = torch.load(uninterrupted, weights_only=False)["state_dict"]
-    actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    expected = torch.load(uninterrupted, weights_only=True)["state_dict"]
+    actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for key, value in expected.items():
         assert torch.equal(actual[key], value), key
 
@@ -252,7 +252,7 @@ def test_phase_two_without_a_phase_one_checkpoint_is_a_clear_error(tmp_path):
     result = run_cli_subprocess("fit", "--config", PHASE2, f"--trainer.default_root_dir={tmp_path / 'run'}",
                                 f"--model.phase_one_checkpoint={tmp_path / 'none.ckpt'}")  # fmt: skip
     assert result.returncode != 0
-    assert "none.ckpt: no phase-1 checkpoint there" in result.stderr
+    assert "none.ckpt: no checkpoint there; expected the last.ckpt of a phase-1" in result.stderr
 
 
 def test_two_process_ddp_leaves_identical_weights(phase_one, tmp_path):
@@ -294,7 +294,7 @@ def test_resnet_recipe_runs_both_phases_on_folders(tmp_path):
     cli = run_cli("fit", "--config", str(configs[2]))
     metrics = cli.trainer.callback_metrics
     assert metrics["val/content_distance"] > 0 and metrics["val/style_distance"] > 0
-    state = torch.load(tmp_path / "p2/checkpoints/last.ckpt", weights_only=False)
+    state = torch.load(tmp_path / "p2/checkpoints/last.ckpt", weights_only=True)
     assert len(state["one_shot_progress"]["pool"]) == 6  # x_ab and b_bb of each of 3 iterations, pool of 50
 
 

@@ -135,7 +135,7 @@ def smoke_run(scenes, tmp_path_factory) -> Path:
 
 
 def test_smoke_fit_logs_miou_and_predicts_label_maps(smoke_run, scenes, tmp_path):
-    assert torch.load(smoke_run, weights_only=False)["global_step"] == 4
+    assert torch.load(smoke_run, weights_only=True)["global_step"] == 4
     assert {"train/loss", "val/miou", "val/iou/road"} <= logged_columns(smoke_run.parents[1])
     predictions = predict_run(SMOKE, smoke_run, tmp_path, *scenes)
     raw = np.asarray(Image.open(predictions / "train_ids" / "aachen_000000_000019.png"))
@@ -162,8 +162,8 @@ def test_resumed_run_ends_with_the_same_weights(scenes, tmp_path):
     uninterrupted = fit_run(SMOKE, tmp_path / "a", *scenes, "--trainer.callbacks.save_top_k=-1")
     middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=2.ckpt"
     resumed = fit_run(SMOKE, tmp_path / "b", *scenes, f"--ckpt_path={middle}")
-    expected = torch.load(uninterrupted, weights_only=False)["state_dict"]
-    actual = torch.load(resumed, weights_only=False)["state_dict"]
+    expected = torch.load(uninterrupted, weights_only=True)["state_dict"]
+    actual = torch.load(resumed, weights_only=True)["state_dict"]
     for key, value in expected.items():
         assert torch.equal(actual[key], value), key
 
@@ -176,7 +176,7 @@ def test_self_distillation_trains_on_pseudo_labels_from_an_earlier_stage(smoke_r
     pseudo_labels = predict_run(SMOKE, smoke_run, tmp_path / "labels", *scenes, "--data.eval_split=train")
     first = SemanticSegmenter(backbone="resnet50", frozen_batch_norm=False, init_checkpoint=str(smoke_run))
     first.setup("fit")
-    stage_one = torch.load(smoke_run, weights_only=False)["state_dict"]
+    stage_one = torch.load(smoke_run, weights_only=True)["state_dict"]
     assert torch.equal(first.network.backbone[0].weight, stage_one["network.backbone.0.weight"])
     assert torch.equal(first.network.backbone[1].running_var, stage_one["network.backbone.1.running_var"])
     last = fit_run(
@@ -184,7 +184,7 @@ def test_self_distillation_trains_on_pseudo_labels_from_an_earlier_stage(smoke_r
         f"--data.pseudo_label_dir={pseudo_labels / 'train_ids'}", "--model.frozen_batch_norm=false",
         f"--model.init_checkpoint={smoke_run}",
     )  # fmt: skip
-    state = torch.load(last, weights_only=False)["state_dict"]
+    state = torch.load(last, weights_only=True)["state_dict"]
     assert state["network.backbone.1.num_batches_tracked"] == 4  # BatchNorm trains in this stage
     with pytest.raises(FileNotFoundError, match="none.ckpt: no checkpoint there"):
         SemanticSegmenter(backbone="resnet50", init_checkpoint=str(tmp_path / "none.ckpt")).setup("fit")
@@ -200,13 +200,13 @@ FADA = [
 def test_adversarial_stage_trains_a_discriminator_and_resumes_exactly(smoke_run, scenes, tmp_path):
     stage_one = f"--model.init_checkpoint={smoke_run}"
     last = fit_run(SMOKE, tmp_path / "a", *scenes, *FADA, stage_one, "--trainer.callbacks.save_top_k=-1")
-    checkpoint = torch.load(last, weights_only=False)
+    checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["global_step"] == 8  # two optimizer steps per iteration: network, discriminator
     assert checkpoint["lr_schedulers"][1]["last_epoch"] == 4  # both poly schedules count iterations
     assert {"train/loss", "train/adversarial", "train/discriminator", "val/miou"} <= logged_columns(tmp_path / "a")
     middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=4.ckpt"
     resumed = fit_run(SMOKE, tmp_path / "b", *scenes, *FADA, stage_one, f"--ckpt_path={middle}")
-    expected, actual = checkpoint["state_dict"], torch.load(resumed, weights_only=False)["state_dict"]
+    expected, actual = checkpoint["state_dict"], torch.load(resumed, weights_only=True)["state_dict"]
     assert any(key.startswith("discriminator.") for key in expected)
     for key, value in expected.items():
         assert torch.equal(actual[key], value), key

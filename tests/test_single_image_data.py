@@ -3,7 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.single_image import SingleImageDataModule, load_image, pyramid_shapes
+from datamodules.images import load_image
+from datamodules.single_image import SingleImageDataModule, pyramid_shapes
 from datamodules.synthetic import pattern_image, write_image
 
 

@@ -112,7 +112,7 @@ def trained(tmp_path_factory):
 
 def test_fit_writes_checkpoint_logs_and_sample_grids(trained):
     root, last = trained
-    checkpoint = torch.load(last, weights_only=False)
+    checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["pyramid_progress"]["iteration"] == 40  # 5 scales x 8 iterations
     assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [(14, 14), (18, 18), (22, 22), (27, 27), (32, 32)]
     logged = logged_columns(root)
@@ -171,10 +171,10 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
 
     uninterrupted = fit(tmp_path / "a", "--config", str(path))
     middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=38.ckpt"  # scale 2, step 3
-    assert torch.load(middle, weights_only=False)["pyramid_progress"]["iteration"] == 19
+    assert torch.load(middle, weights_only=True)["pyramid_progress"]["iteration"] == 19
     run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={tmp_path / 'b'}", f"--ckpt_path={middle}")
-    expected = torch.load(uninterrupted, weights_only=False)["state_dict"]
-    actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    expected = torch.load(uninterrupted, weights_only=True)["state_dict"]
+    actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for key, value in expected.items():
         assert torch.equal(actual[key], value), key
 
