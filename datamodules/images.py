@@ -173,21 +173,22 @@ def check_images_complete(files: Sequence[str | Path]) -> None:
 
     Each header is read (which refuses non-images and decompression bombs); a JPEG or PNG that
     ends with its format's end marker is complete (a truncated file lacks it), and any other file
-    is decoded in full. For CelebA's 178x218 JPEGs that is a header parse and a two-byte read:
-    about 0.1 ms per file with a warm file cache (20 s for all 202,599 images on one core).
+    is decoded in full. For CelebA's 178x218 JPEGs that costs 0.14 ms of CPU per file with a warm
+    file cache (30 s for all 202,599 images), against 0.08 ms for PIL's verify(), which reads the
+    header only and passes truncated files, and 0.74 ms for a full decode.
     """
     for path in files:
-        path = Path(path)
         with open_image(path) as image:
             marker = _END_MARKERS.get(image.format)
-            if marker is None or not _ends_with(path, marker):
+            if marker is None or not _ends_with(image, marker):
                 image.load()
 
 
-def _ends_with(path: Path, marker: bytes) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(0, 2)
-        if handle.tell() < len(marker):
-            return False
-        handle.seek(-len(marker), 2)
-        return handle.read() == marker
+def _ends_with(image: Image.Image, marker: bytes) -> bool:
+    """Whether the file of `image` (header read, not decoded) ends with `marker`; its position is kept."""
+    position = image.fp.tell()
+    size = image.fp.seek(0, 2)
+    image.fp.seek(max(size - len(marker), 0))
+    ends = image.fp.read() == marker
+    image.fp.seek(position)
+    return ends

@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import Trainer
 from PIL import Image, ImageFile
 from skimage import data as skimage_data
+from torch.utils.data import DataLoader, TensorDataset
+from torchvision.datasets.folder import default_loader
 
 import datamodules
 import lightning_modules
@@ -21,11 +24,12 @@ from callbacks.translation import load_network_weights as load_classifier_weight
 from datamodules import images
 from datamodules.celeba import CelebAAttributeDomains, CelebADomainLabels, celeba_domain_files
 from datamodules.cifar import read_cifar
-from datamodules.images import check_images_complete, load_image
+from datamodules.digits import DigitDomains
+from datamodules.images import check_images_complete, load_image, load_rgb8
 from datamodules.single_image import SingleImageDataModule, build_pyramid, pyramid_shapes
 from datamodules.single_video import SingleVideoDataModule, load_clip
 from datamodules.synthetic import moving_square_clip, pattern_image, write_clip, write_image, write_synthetic_celeba
-from lightning_modules import MaskContentTransfer, OneShotTranslation
+from lightning_modules import ImageClassifier, MaskContentTransfer, OneShotTranslation
 from lightning_modules.networks.resize import resize
 from lightning_modules.segmenter import load_network_weights as load_segmenter_weights
 from lightning_modules.settings import AT_LEAST_1, BETAS, Each, Either, OneOf, Range
@@ -36,9 +40,11 @@ MBU_SMOKE = str(REPO / "configs/content_transfer/smoke.yaml")
 
 # ---- settings ----------------------------------------------------------------------------------
 
-CLASSES = [getattr(lightning_modules, name) for name in lightning_modules.__all__] + [
-    getattr(datamodules, name) for name in datamodules.__all__ if name != "TwoDomainDataModule"
-]
+CLASSES = (
+    [getattr(lightning_modules, name) for name in lightning_modules.__all__]
+    + [getattr(datamodules, name) for name in datamodules.__all__ if name != "TwoDomainDataModule"]
+    + [DigitDomains]
+)
 REQUIRED = {  # stand-ins for the required arguments: settings are checked before any file is read
     "path": "absent.png", "path_a": "absent.png", "path_b": "absent.png", "data_dir": "absent", "root": "absent",
     "source": "handwritten", "source_root": None, "target_root": "absent",
@@ -176,6 +182,21 @@ def test_second_content_transfer_model_is_loaded_without_running_code(crafted_ch
     assert not marker.exists()
 
 
+def test_a_real_classifier_checkpoint_loads_with_weights_only(tmp_path):
+    """A Lightning checkpoint of ImageClassifier (optimizer, LR schedule, loops, hyper-parameters)
+    holds only what weights_only=True accepts."""
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    model = ImageClassifier(num_classes=3, padain_p=0.0, milestones=[1], network=network)
+    images, labels = torch.randn(8, 3, 2, 2), torch.arange(8) % 3
+    trainer = Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=4))
+    trainer.save_checkpoint(tmp_path / "classifier.ckpt")
+    fresh = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    load_classifier_weights(fresh, tmp_path / "classifier.ckpt")
+    assert torch.equal(fresh[1].weight, network[1].weight)
+
+
 def test_checkpoint_loader_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'none.ckpt'}: no checkpoint there; expected "):
         load_classifier_weights(torch.nn.Linear(1, 1), tmp_path / "none.ckpt")
@@ -267,6 +288,14 @@ def test_sixteen_bit_grayscale_is_read_at_its_full_range(tmp_path):
     data.setup("fit")
     finest = data.pyramid[-1]
     assert finest.min() < -0.9 and finest.max() > 0.9 and abs(finest.mean()) < 0.05
+
+
+def test_class_folder_images_are_read_as_torchvision_reads_them_but_16_bit_keeps_its_range(tmp_path):
+    rgba = write_image(tmp_path / "rgba.png", np.dstack([pattern_image(20, 30), np.full((20, 30), 90, np.uint8)]))
+    assert np.array_equal(np.asarray(load_rgb8(rgba)), np.asarray(default_loader(str(rgba))))
+    path, values = sixteen_bit_gradient(tmp_path / "deep.png")
+    grey = np.asarray(load_rgb8(path))[..., 0].astype(int)
+    assert np.abs(grey - values / 257).max() <= 0.5 and grey.max() == 255 and grey.min() == 0
 
 
 def test_sixteen_bit_frames_are_read_at_their_full_range(tmp_path):
@@ -386,7 +415,8 @@ def test_truncated_jpeg_stops_the_cli_before_the_run_folder_exists(truncated_cel
     run = tmp_path / "run"
     with pytest.raises(ValueError, match=f"{victim}: not a readable image"):
         run_cli("fit", "--config", MBU_SMOKE, f"--trainer.default_root_dir={run}", f"--data.data_dir={root}",
-                f"--data.mask_dir={root / 'masks' / 'Eyeglasses'}", "--data.num_test=2", "--data.batch_size=2")  # fmt: skip
+                f"--data.mask_dir={root / 'masks' / 'Eyeglasses'}", "--data.num_test=2",
+                "--data.batch_size=2")  # fmt: skip
     assert not run.exists()
 
 
@@ -422,9 +452,7 @@ def test_start_time_past_the_clip_is_one_clear_error(tmp_path, kind):
     expected = rf"^{path}: 9 frames \(1\.12 s\) in all, 0 of them from start_time=5 s \(frame 40 at 8 fps\) on, "
     with pytest.raises(ValueError, match=expected + "but num_frames=5 at stride=1 needs 5"):
         SingleVideoDataModule(str(path), num_frames=5, start_time=5.0, folder_fps=8, max_width=16, min_width=8)
-    with pytest.raises(
-        ValueError, match=r"^SingleVideoDataModule: start_time=-1\.0; expected at least 0"
-    ):
+    with pytest.raises(ValueError, match=r"^SingleVideoDataModule: start_time=-1\.0; expected at least 0"):
         SingleVideoDataModule(str(path), num_frames=5, start_time=-1.0, max_width=16, min_width=8)
 
 
