@@ -27,6 +27,9 @@ MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # Pillow's own decompression-bomb limit
 # most 1.3/255 per pixel and 0.18/255 on average on a photographed texture, the worst case we
 # measured (tests/test_inputs.py); a margin of 2 moves the worst pixel by 6.6/255, a margin of 1 by 17/255.
 REDUCTION_MARGIN = 4
+# Files of up to this many pixels are always decoded in full, as the official code reads its images
+# (at most about 0.15 GB on the way to the working image); only larger ones are decoded reduced.
+FULL_DECODE_PIXELS = 2048 * 2048
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PNG's 16-bit grayscale ("I": 32-bit holder)
 _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # the last bytes of a complete file
@@ -97,8 +100,11 @@ def _decode_reduced(image: Image.Image, at_least: tuple[int, int]) -> Image.Imag
 
     JPEG files are decoded by DCT scaling (1/2, 1/4 or 1/8: libjpeg never builds the full image),
     then any file is box-reduced by whole factors. Factors divide the size exactly, so every
-    reduced pixel covers the same block of the original and the geometry is unchanged.
+    reduced pixel covers the same block of the original and the geometry is unchanged. Files of
+    at most FULL_DECODE_PIXELS are decoded in full.
     """
+    if image.width * image.height <= FULL_DECODE_PIXELS:
+        return _working_mode(image)
     height, width = at_least
     if _orientation(image) in _ROTATED_ORIENTATIONS:
         height, width = width, height
@@ -146,8 +152,9 @@ def load_image(
 
     EXIF orientation is applied; grayscale is replicated to three channels; an alpha channel is
     composited onto `background`; 16-bit grayscale PNGs keep their full range. With `at_least`
-    (height, width), the size the caller will resize the image to, a large file is decoded at a
-    reduced size no smaller than REDUCTION_MARGIN times that (see `_decode_reduced`). Any
+    (height, width), the size the caller will resize the image to, a file of more than
+    FULL_DECODE_PIXELS is decoded at a reduced size no smaller than REDUCTION_MARGIN times that
+    (see `_decode_reduced`). Any
     failure names the file.
     """
     path = Path(path)

@@ -97,8 +97,8 @@ class SingleImageDataModule(LightningDataModule):
             kept, which is how editing and harmonization are composited.
         batch_size: predicted samples per forward pass.
 
-    A large image is decoded at a reduced size that keeps three times the finest scale (see
-    datamodules.images.load_image), so memory follows `max_size` rather than the file.
+    An image of more than 4 megapixels is decoded at a reduced size that keeps four times the
+    finest scale (see datamodules.images.load_image), so memory follows `max_size` rather than the file.
     """
 
     setting_rules = {

@@ -351,15 +351,18 @@ def large_images(tmp_path_factory):
 
 @pytest.mark.parametrize("margin", [None, 1, 2])
 def test_large_images_are_decoded_small_and_give_the_full_decodes_working_image(large_images, margin, monkeypatch):
-    """A 1200x900 photographed texture shrunk to a 100-px pyramid (finest scale 75x100) decodes at
-    450x600 (JPEG, DCT scaling by 2) and 300x400 (PNG, a 3x3 box reduction), yet its finest scale is
-    the full decode's to within the bars (differences in [-1, 1] units, the same at 1 and 2 threads):
+    """Files of up to 4 megapixels are decoded in full. Above (here a 1200x900 photographed texture
+    stands for one), a file shrunk to a 100-px pyramid (finest scale 75x100) decodes at 450x600
+    (JPEG, DCT scaling by 2) and 300x400 (PNG, a 3x3 box reduction), yet its finest scale is the
+    full decode's to within the bars (differences in [-1, 1] units, the same at 1 and 2 threads):
 
         margin 4 (default): JPEG max 0.0045, mean 0.00059; PNG max 0.0100, mean 0.00144
         bars:                max 0.016 (2.0/255),       mean 0.0025 (0.32/255)
         mutant margin 2:     JPEG max 0.0181, mean 0.00256; PNG max 0.0519, mean 0.00672 (both miss both)
         mutant margin 1:     JPEG max 0.1361, mean 0.01807; PNG max 0.1359, mean 0.01802 (both miss both)
     """
+    assert tuple(SingleImageDataModule(str(large_images[0]), max_size=100, min_size=12).image.shape) == (3, 900, 1200)
+    monkeypatch.setattr(images, "FULL_DECODE_PIXELS", 0)  # 1.1 megapixels stand for a large file
     if margin is not None:
         monkeypatch.setattr(images, "REDUCTION_MARGIN", margin)
     missed, decoded = [], []
@@ -377,7 +380,8 @@ def test_large_images_are_decoded_small_and_give_the_full_decodes_working_image(
         assert missed == [(".jpg", "max"), (".jpg", "mean"), (".png", "max"), (".png", "mean")]
 
 
-def test_reduced_decoding_keeps_the_exif_orientation(tmp_path):
+def test_reduced_decoding_keeps_the_exif_orientation(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "FULL_DECODE_PIXELS", 0)
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     path = write_image(tmp_path / "r.jpg", texture(480, 640), exif=exif.tobytes())
