@@ -22,7 +22,7 @@ from torch.optim import Adam
 
 from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.losses import HPVAEGANLoss
-from lightning_modules.networks.pyramid import eval_mode
+from lightning_modules.networks.pyramid import NORMS, eval_mode
 from lightning_modules.networks.video import (
     PatchDecoder,
     PatchEncoder,
@@ -81,7 +81,7 @@ class HPVAEGAN(ProgressiveModule):
         "betas": BETAS, "lr_decay": POSITIVE, "train_depth": AT_LEAST_1, "rec_weight": NON_NEGATIVE,
         "kl_weight": NON_NEGATIVE, "gp_weight": NON_NEGATIVE, "adversarial_weight": NON_NEGATIVE,
         "noise_amp_factor": NON_NEGATIVE, "grad_clip": POSITIVE, "width": AT_LEAST_1, "latent_dim": AT_LEAST_1,
-        "encoder_blocks": AT_LEAST_1, "num_blocks": AT_LEAST_1, "norm": OneOf(("batch", "instance")),
+        "encoder_blocks": AT_LEAST_1, "num_blocks": AT_LEAST_1, "norm": OneOf(tuple(NORMS)),
         "pyramid_shapes": Each(Each(AT_LEAST_1, length=3)),
     }  # fmt: skip
 

@@ -25,11 +25,13 @@ from datamodules import images
 from datamodules.celeba import CelebAAttributeDomains, CelebADomainLabels, celeba_domain_files
 from datamodules.cifar import read_cifar
 from datamodules.digits import DigitDomains
+from datamodules.image_folders import ImageFolderDataModule
 from datamodules.images import check_images_complete, load_image, load_rgb8
 from datamodules.single_image import SingleImageDataModule, build_pyramid, pyramid_shapes
 from datamodules.single_video import SingleVideoDataModule, load_clip
 from datamodules.synthetic import moving_square_clip, pattern_image, write_clip, write_image, write_synthetic_celeba
-from lightning_modules import ImageClassifier, MaskContentTransfer, OneShotTranslation
+from datamodules.unpaired_folders import UnpairedFoldersDataModule
+from lightning_modules import ImageClassifier, MaskContentTransfer, OneShotTranslation, SemanticSegmenter
 from lightning_modules.networks.resize import resize
 from lightning_modules.segmenter import load_network_weights as load_segmenter_weights
 from lightning_modules.settings import AT_LEAST_1, BETAS, Each, Either, OneOf, Range
@@ -100,6 +102,17 @@ def test_rules_describe_their_ranges():
     assert not Range(0).accepts(float("nan")) and not Range(0).accepts(float("inf"))
     assert OneOf(("a", "b")).expected == "one of 'a', 'b'" and not OneOf((1, 2)).accepts(True)
     assert Either(AT_LEAST_1, Each(AT_LEAST_1, length=2)).accepts((3, 4))
+
+
+def test_options_that_depend_on_each_other_are_checked_together():
+    with pytest.raises(ValueError, match=r"^SingleVideoDataModule: min_width=64 must be below max_width=64$"):
+        SingleVideoDataModule("absent.mp4", min_width=64, max_width=64)
+    with pytest.raises(ValueError, match=r"^UnpairedFoldersDataModule: crop_size=300 must be at most load_size=286$"):
+        UnpairedFoldersDataModule("absent", crop_size=300)
+    with pytest.raises(ValueError, match=r"^ImageFolderDataModule: image_size=300 must be at most resize=256$"):
+        ImageFolderDataModule("absent", image_size=300)
+    with pytest.raises(ValueError, match=r"^SemanticSegmenter: ignore_index=3; expected a label outside the class ids"):
+        SemanticSegmenter(ignore_index=3)
 
 
 @pytest.mark.parametrize("value", [0, -5])
