@@ -97,9 +97,9 @@ def test_an_out_of_range_setting_is_refused_naming_the_option_and_its_range(cls,
 
 def test_rules_describe_their_ranges():
     assert AT_LEAST_1.expected == "at least 1" and not AT_LEAST_1.accepts(0) and not AT_LEAST_1.accepts(True)
-    assert Range(0, 1, open_low=True, open_high=True).expected == "in (0, 1)"
+    assert Range(0, 1, open_low=True, open_high=True).expected == "in (0, 1)" and Range(high=2).expected == "at most 2"
     assert BETAS.expected == "2 values, each in [0, 1)" and BETAS.accepts((0.5, 0.999)) and not BETAS.accepts([0.5])
-    assert not Range(0).accepts(float("nan")) and not Range(0).accepts(float("inf"))
+    assert not Range(0).accepts(float("nan")) and not Range(0).accepts(float("inf")) and Range(0).accepts(np.int64(3))
     assert OneOf(("a", "b")).expected == "one of 'a', 'b'" and not OneOf((1, 2)).accepts(True)
     assert Either(AT_LEAST_1, Each(AT_LEAST_1, length=2)).accepts((3, 4))
 
