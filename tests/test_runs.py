@@ -15,16 +15,25 @@ pair per method is in the fast tier, the whole matrix in the slow one.
 
 from __future__ import annotations
 
+import csv
+import importlib
+import os
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning
 import pytest
 import torch
 import yaml
 
-from datamodules.synthetic import write_cifar
-from tests.helpers import REPO, run_cli, run_cli_subprocess
+from datamodules.cifar import CLASS_NAMES
+from datamodules.synthetic import pattern_image, write_cifar, write_image
+from lightning_modules import HPVAEGAN, DomainIntersectionDifference, ImageClassifier, SinGAN, StructuralAnalogy
+from lightning_modules.cli import RunLock, cli_main
+from tests.helpers import REPO, TinyClassifierNet, run_cli, run_cli_subprocess
 
 PERIOD = 2  # iterations between periodic checkpoints
 
@@ -120,14 +129,14 @@ def fit(config: Path, root: Path, *extra: str) -> object:
 
 @pytest.fixture(scope="module")
 def reference(configs, tmp_path_factory):
-    """The uninterrupted run's last.ckpt of a method, trained on first use."""
+    """The path of a method's uninterrupted run's last.ckpt, trained on first use."""
     runs = {}
 
-    def last(name: str) -> dict:
+    def last(name: str) -> Path:
         if name not in runs:
             root = tmp_path_factory.mktemp(f"{name}_uninterrupted")
             fit(configs[name], root)
-            runs[name] = load(root / "checkpoints" / "last.ckpt")
+            runs[name] = root / "checkpoints" / "last.ckpt"
         return runs[name]
 
     return last
@@ -197,7 +206,7 @@ def stop_resume_and_compare(name: str, stop: str, position: str, configs, refere
         fit(config, root, *stop_arguments(method, stop, iterations))
     assert iterations_of(load(root / "checkpoints" / "last.ckpt")) == iterations  # the iteration finished, then saved
     fit(config, root, "--ckpt_path=last")
-    expected = reference(name)
+    expected = load(reference(name))
     assert_same_run(expected, load(root / "checkpoints" / "last.ckpt"))
     total = iterations_of(expected)
     # every periodic checkpoint is there, the resumed run's in the same phase (validation adds its own)
@@ -233,4 +242,166 @@ def test_kill_9_loses_only_the_iterations_after_the_last_periodic_checkpoint(nam
     assert iterations_of(load(tmp_path / "checkpoints" / "last.ckpt")) == lost_since
     assert not list((tmp_path / "checkpoints").glob("*.partial"))
     fit(configs[name], tmp_path, "--ckpt_path=last")
-    assert_same_run(reference(name), load(tmp_path / "checkpoints" / "last.ckpt"))
+    assert_same_run(load(reference(name)), load(tmp_path / "checkpoints" / "last.ckpt"))
+
+
+# ---------------------------------------------------------------------- the command around a run
+def test_ckpt_path_last_restores_the_files_settings_and_says_which_it_replaced(configs, tmp_path, capsys):
+    fit(configs["singan"], tmp_path, "--model.iters_per_scale=3", f"--trainer.max_steps={6 * 4}")  # 4 of 9 iterations
+    capsys.readouterr()
+    cli = fit(configs["singan"], tmp_path, "--ckpt_path=last")  # the config says 2 iterations per scale
+    assert cli.model.hparams.iters_per_scale == 3 and cli.model.iteration == 9
+    said = capsys.readouterr().err
+    assert f"--ckpt_path {tmp_path / 'checkpoints' / 'last.ckpt'}: " in said
+    assert "the checkpoint's model settings replace the given iters_per_scale=2->3" in said
+
+
+def test_the_requeue_signal_saves_at_an_iteration_end_requeues_and_the_next_start_resumes(
+    configs, reference, tmp_path, monkeypatch
+):
+    """SIGUSR1 (SLURM's warning before the time limit): last.ckpt at the end of the iteration, then
+    `scontrol requeue <job>`; the requeued job's `--ckpt_path last` continues the same run."""
+    scontrol, calls = tmp_path / "bin" / "scontrol", tmp_path / "scontrol_calls"
+    scontrol.parent.mkdir()
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{scontrol.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    root = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        fit(configs["singan"], root, *stop_arguments(METHODS["singan"], "SIGUSR1", 3))
+    assert stopped.value.code == 128 + signal.SIGUSR1
+    assert calls.read_text().split() == ["requeue", "4242"]
+    assert iterations_of(load(root / "checkpoints" / "last.ckpt")) == 3
+    fit(configs["singan"], root, "--ckpt_path=last")
+    assert_same_run(load(reference("singan")), load(root / "checkpoints" / "last.ckpt"))
+
+
+KILLED_LOCK_HOLDER = """
+import fcntl, os, sys
+handle = open(os.path.join(sys.argv[1], "fit.lock"), "a+")
+fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_second_fit_into_a_running_fits_folder_refuses_and_a_killed_fit_leaves_no_lock(configs, tmp_path, capsys):
+    root = tmp_path / "run"
+    with RunLock(root), pytest.raises(SystemExit) as refused:  # the lock a running fit holds
+        cli_main(["fit", "--config", str(configs["singan"]), f"--trainer.default_root_dir={root}"])
+    assert refused.value.code == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and f"error: {root}: another `fit` is writing into this folder (pid {os.getpid()}" in said[0]
+    assert not (root / "checkpoints").exists()
+    holder = subprocess.run([sys.executable, "-c", KILLED_LOCK_HOLDER, str(root)], check=False)
+    assert holder.returncode == -signal.SIGKILL
+    with RunLock(root):  # the killed holder's lock went with it
+        pass
+
+
+@pytest.mark.parametrize(
+    "argument, status, start",
+    [
+        ("--model.iters_per_scale=abc", 2, "error: model.iters_per_scale: Expected a <class 'int'>. Got value: abc"),
+        ("--trainer.max_stepz=3", 2, "error: unrecognized arguments: --trainer.max_stepz=3"),
+        ("--data.path=nope.png", 1, "error: nope.png: no such image file"),
+    ],
+)
+def test_an_expected_error_is_one_line_and_a_nonzero_status(argument, status, start, configs, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["fit", "--config", str(configs["singan"]), f"--trainer.default_root_dir={tmp_path}", argument])
+    assert exited.value.code == status
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(start) and "DFGEN_TRACEBACK=1" in said[0]
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_dfgen_traceback_raises_the_error_itself(configs, monkeypatch):
+    monkeypatch.setenv("DFGEN_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="nope.png: no such image file"):
+        cli_main(["fit", "--config", str(configs["singan"]), "--data.path=nope.png"])
+
+
+def test_predict_and_test_refuse_to_run_an_untrained_model(configs, tmp_path, capsys):
+    command = ["--config", str(configs["singan"]), f"--trainer.default_root_dir={tmp_path}"]
+    for arguments in (["predict", *command], ["test", *command], ["predict", *command, "--ckpt_path=last"]):
+        with pytest.raises(SystemExit) as exited:
+            cli_main(arguments)
+        assert exited.value.code == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 3
+    assert said[0].startswith("error: predict needs --ckpt_path") and said[1].startswith("error: test needs")
+    assert said[2].startswith(f"error: --ckpt_path last: no last*.ckpt under {tmp_path / 'checkpoints'}")
+    assert not list(tmp_path.iterdir())
+
+
+def test_predict_never_writes_beside_an_earlier_predicts_files(configs, reference, tmp_path, capsys):
+    predict = [
+        "predict", "--config", str(configs["singan"]), f"--ckpt_path={reference('singan')}",
+        f"--trainer.default_root_dir={tmp_path}", "--trainer.callbacks+=callbacks.ImagePredictionWriter",
+    ]  # fmt: skip
+    run_cli(*predict, "--data.num_samples=2")
+    run_cli(*predict, "--data.num_samples=1")
+    first, second = (sorted(p.name for p in (tmp_path / name).iterdir()) for name in ("predictions", "predictions_2"))
+    assert first == ["grid.png", "reconstruction.png", "sample_00000.png", "sample_00001.png"]
+    assert second == ["grid.png", "reconstruction.png", "sample_00000.png"]
+    said = capsys.readouterr().out
+    assert (
+        f"{tmp_path / 'predictions'} holds an earlier predict's files; writing to {tmp_path / 'predictions_2'}" in said
+    )
+    with pytest.raises(ValueError, match="predictions: output_dir holds an earlier predict's files"):
+        run_cli(*predict, f"--trainer.callbacks.output_dir={tmp_path / 'predictions'}")
+    assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == first  # untouched
+
+
+def test_classifier_predict_writes_the_classes_and_scores_of_an_image_folder(configs, reference, tmp_path):
+    folder = tmp_path / "images"
+    for index, name in enumerate(("a.png", "b.jpg", "more/c.png")):
+        write_image(folder / name, pattern_image(40 + index, 36, seed=index))
+    run_cli(
+        "predict", "--config", str(configs["classifier"]), f"--ckpt_path={reference('classifier')}",
+        f"--trainer.default_root_dir={tmp_path}", f"--data.predict_dir={folder}",
+        "--trainer.callbacks+=callbacks.ClassPredictionWriter", "--trainer.callbacks.top_k=3",
+    )  # fmt: skip
+    rows = list(csv.DictReader((tmp_path / "predictions" / "predictions.csv").open()))
+    assert [row["file"] for row in rows] == ["a.png", "b.jpg", "more/c.png"]
+    for row in rows:
+        classes = [int(row[f"class_{k}"]) for k in (1, 2, 3)]
+        scores = [float(row[f"score_{k}"]) for k in (1, 2, 3)]
+        assert len(set(classes)) == 3 and all(0 <= c < 10 for c in classes)
+        assert [row[f"name_{k}"] for k in (1, 2, 3)] == [CLASS_NAMES["cifar10"][c] for c in classes]
+        assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
+
+
+def test_one_shot_translation_phase_one_predict_writes_b_images_and_reconstructions(tmp_path):
+    config = str(REPO / "configs" / "one_shot_translation" / "smoke_phase1.yaml")
+    fit(config, tmp_path, "--model.iterations=2")
+    run_cli("predict", "--config", config, "--ckpt_path=last", f"--trainer.default_root_dir={tmp_path}",
+            "--data.num_eval=2")  # fmt: skip
+    names = sorted(p.name for p in (tmp_path / "predictions").iterdir())
+    assert names == ["grid.png", "test_00000_b.png", "test_00000_bb.png", "test_00001_b.png", "test_00001_bb.png"]
+
+
+# ---------------------------------------------------------------------- checkpoints outside a run
+@pytest.mark.parametrize("name", METHODS)
+def test_a_checkpoint_loads_without_a_trainer(name, reference):
+    classes = {"singan": SinGAN, "analogy": StructuralAnalogy, "hp_vae_gan": HPVAEGAN,
+               "domain_intersection": DomainIntersectionDifference, "classifier": ImageClassifier}  # fmt: skip
+    network = {"network": TinyClassifierNet()} if name == "classifier" else {}  # a network given by class_path
+    model = classes[name].load_from_checkpoint(reference(name), map_location="cpu", **network)
+    assert_same(load(reference(name))["state_dict"], model.state_dict(), name)
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["content_transfer/smoke.yaml", "padain_segmentation/smoke.yaml", "one_shot_translation/smoke_phase2.yaml"],
+)
+def test_the_other_methods_checkpoints_load_without_a_trainer(config, tmp_path):
+    settings = yaml.safe_load((REPO / "configs" / config).read_text())["model"]
+    module_name, class_name = settings["class_path"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), class_name)
+    model = cls(**settings["init_args"])
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": lightning.__version__}, path)  # fmt: skip
+    assert_same(model.state_dict(), cls.load_from_checkpoint(path).state_dict(), config)
