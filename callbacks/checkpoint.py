@@ -43,7 +43,7 @@ class ResumableCheckpoint(ModelCheckpoint):
     Args:
         every_n_iterations: write a checkpoint (and `last.ckpt`) every this many training
             iterations; 0 disables. Use instead of `every_n_train_steps`, which counts optimizer
-            steps (several per iteration for the adversarial methods).
+            steps (several per iteration for the adversarial methods); given both, either saves.
         save_last: keep `last.ckpt` (where `--ckpt_path last` looks); on by default.
         **kwargs: ModelCheckpoint's other arguments (dirpath, filename, monitor, save_top_k, ...).
     """
@@ -51,8 +51,6 @@ class ResumableCheckpoint(ModelCheckpoint):
     def __init__(self, *args: Any, every_n_iterations: int = 0, save_last: bool = True, **kwargs: Any) -> None:
         if every_n_iterations < 0:
             raise ValueError(f"every_n_iterations={every_n_iterations} must be >= 0")
-        if every_n_iterations and kwargs.get("every_n_train_steps"):
-            raise ValueError("give every_n_iterations or every_n_train_steps, not both")
         super().__init__(*args, save_last=save_last, **kwargs)
         self.every_n_iterations = every_n_iterations
         self.stop_signal: int | None = None
