@@ -189,7 +189,7 @@ class ClassPredictionWriter(FilePredictionWriter):
         top_k: how many classes per image, most probable first.
     """
 
-    def __init__(self, output_dir: str | None = None, top_k: int = 1) -> None:
+    def __init__(self, output_dir: str | None = None, top_k: int = 5) -> None:
         super().__init__(output_dir)
         if top_k < 1:
             raise ValueError(f"top_k={top_k} must be >= 1")
