@@ -26,8 +26,13 @@ def run_cli(*args: str) -> object:
     return build_cli(list(args) + QUIET)
 
 
-def run_cli_subprocess(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m lightning_modules.cli <args>` from the repository root, as a user would."""
+def run_cli_subprocess(*args: str, timeout: int | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m lightning_modules.cli <args>` from the repository root, as a user would.
+
+    No time limit by default: how long a run takes depends on the machine's load (on 2 cores
+    shared with other work, the 2-thread runs here take several times longer), and whether a
+    test passes must not.
+    """
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO), **(env or {})}
     command = [sys.executable, "-m", "lightning_modules.cli", *args, *QUIET]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
