@@ -32,7 +32,7 @@ from types import FrameType
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
@@ -224,6 +224,20 @@ def requeue_slurm_job() -> None:
         f"{(result.stderr or result.stdout).strip()}")  # fmt: skip
 
 
+def trainer_callbacks(config: Any) -> list[Any]:
+    """The callbacks a trainer config lists, less a progress bar that `enable_progress_bar=false`
+    turns off, plus a ResumableCheckpoint when it lists no checkpoint callback: Lightning's default
+    ModelCheckpoint would save only at an epoch's end, which a streamed run reaches only at its
+    very end, so any run stops at an iteration's end and resumes exactly."""
+    listed = config.get("callbacks") or []
+    listed = listed if isinstance(listed, list) else [listed]
+    if config.get("enable_progress_bar") is False:
+        listed = [callback for callback in listed if not isinstance(callback, ProgressBar)]
+    if config.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in listed):
+        listed = [*listed, ResumableCheckpoint()]
+    return listed
+
+
 class DFGenCLI(LightningCLI):
     """LightningCLI whose runs are resumable and keep all their outputs under one root."""
 
@@ -280,9 +294,7 @@ class DFGenCLI(LightningCLI):
             # Adversarial steps leave the other player's (and other scales') parameters out of
             # each backward, which plain DDP rejects; unused-parameter detection handles it.
             kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
-        if config.get("enable_progress_bar") is False and config.get("callbacks"):
-            # --trainer.enable_progress_bar=false wins over a progress bar that a config lists
-            config["callbacks"] = [c for c in config["callbacks"] if not isinstance(c, ProgressBar)]
+        config["callbacks"] = trainer_callbacks(config)
         if config.get("logger") in (None, True):
             kwargs["logger"] = [TensorBoardLogger(root, name="tensorboard"), CSVLogger(root, name="csv")]
         trainer = super().instantiate_trainer(**kwargs)

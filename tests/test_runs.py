@@ -245,6 +245,20 @@ def test_kill_9_loses_only_the_iterations_after_the_last_periodic_checkpoint(nam
     assert_same_run(load(reference(name)), load(tmp_path / "checkpoints" / "last.ckpt"))
 
 
+def test_a_config_without_a_checkpoint_callback_gets_one_that_resumes(configs, reference, tmp_path):
+    """Lightning's default ModelCheckpoint would save only at the epoch's end, which a streamed run
+    reaches only at its very end: the CLI gives such a config a ResumableCheckpoint instead."""
+    config = yaml.safe_load(configs["singan"].read_text())
+    config["trainer"]["callbacks"] = []
+    path = tmp_path / "no_checkpoint_callback.yaml"
+    path.write_text(yaml.safe_dump(config))
+    root, method = tmp_path / "run", METHODS["singan"]
+    fit(path, root, *stop_arguments(method, "max_steps", method.middle))
+    assert iterations_of(load(root / "checkpoints" / "last.ckpt")) == method.middle
+    fit(path, root, "--ckpt_path=last")
+    assert_same_run(load(reference("singan")), load(root / "checkpoints" / "last.ckpt"))
+
+
 # ---------------------------------------------------------------------- the command around a run
 def test_ckpt_path_last_restores_the_files_settings_and_says_which_it_replaced(configs, tmp_path, capsys):
     fit(configs["singan"], tmp_path, "--model.iters_per_scale=3", f"--trainer.max_steps={6 * 4}")  # 4 of 9 iterations
