@@ -5,7 +5,12 @@ from callbacks.fid_kid import FIDKID
 from callbacks.mask_iou import MaskIoU
 from callbacks.miou import MeanIoU
 from callbacks.perceptual import ContentStyleDistances
-from callbacks.prediction_writer import ImagePredictionWriter, SegmentationPredictionWriter, VideoPredictionWriter
+from callbacks.prediction_writer import (
+    ClassPredictionWriter,
+    ImagePredictionWriter,
+    SegmentationPredictionWriter,
+    VideoPredictionWriter,
+)
 from callbacks.progress import PyramidProgressBar
 from callbacks.samples import SampleGrid
 from callbacks.sifid import SIFID
@@ -13,6 +18,7 @@ from callbacks.translation import TranslationAccuracy
 from callbacks.video_metrics import VideoDiversity, VideoSIFID
 
 __all__ = [
+    "ClassPredictionWriter",
     "ContentStyleDistances",
     "FIDKID",
     "SIFID",

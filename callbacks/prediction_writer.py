@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,52 @@ from datamodules.segmentation import colourise
 from datamodules.single_video import write_video_file
 
 
+def holds_files(directory: Path) -> bool:
+    return directory.is_dir() and any(directory.iterdir())
+
+
 class FilePredictionWriter(BasePredictionWriter, ABC):
-    """Base of the writers: each predicted batch goes to `write(directory, prediction)`, where the
-    directory is `output_dir`, or `<trainer.default_root_dir>/predictions` when it is None."""
+    """Base of the writers: each predicted batch goes to `write(directory, prediction)`.
+
+    A predict never writes beside an earlier one's files, which could not be told apart from its
+    own: the directory is `output_dir`, which must be empty or absent, or by default
+    `<trainer.default_root_dir>/predictions`, or the first of `predictions_2`, `predictions_3`, ...
+    that is empty when it holds files already (the run says which).
+    """
 
     def __init__(self, output_dir: str | None = None) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = output_dir
+        self._directory: Path | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "predict":
+            self._directory = self.fresh_dir(trainer)
+
+    def fresh_dir(self, trainer: Trainer) -> Path:
+        """The folder this predict writes into (see the class docstring); nothing is written yet."""
+        if self.output_dir is not None:
+            directory = Path(self.output_dir)
+            if holds_files(directory):
+                raise ValueError(
+                    f"{directory}: output_dir holds an earlier predict's files, which new ones would mix with; "
+                    "empty it or give another output_dir"
+                )
+            return directory
+        default = directory = Path(trainer.default_root_dir) / "predictions"
+        number = 1
+        while holds_files(directory):
+            number += 1
+            directory = default.with_name(f"predictions_{number}")
+        if directory != default and trainer.is_global_zero:
+            print(f"{default} holds an earlier predict's files; writing to {directory}")
+        return directory
 
     def resolve_dir(self, trainer: Trainer) -> Path:
-        return Path(self.output_dir or Path(trainer.default_root_dir) / "predictions")
+        if self._directory is None:
+            self._directory = self.fresh_dir(trainer)
+        return self._directory
 
     @abstractmethod
     def write(self, directory: Path, prediction: dict[str, Any]) -> None:
@@ -49,6 +86,7 @@ class FilePredictionWriter(BasePredictionWriter, ABC):
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
             print(f"predictions written to {self.resolve_dir(trainer).resolve()}")
+        self._directory = None  # the next predict chooses its own folder
 
 
 class ImagePredictionWriter(FilePredictionWriter):
@@ -137,3 +175,47 @@ class SegmentationPredictionWriter(FilePredictionWriter):
             labels = train_ids.to(torch.uint8).cpu().numpy()
             Image.fromarray(labels).save(directory / "train_ids" / f"{name}.png")
             Image.fromarray(colourise(labels)).save(directory / "color" / f"{name}.png")
+
+
+class ClassPredictionWriter(FilePredictionWriter):
+    """Writes `<output_dir>/predictions.csv`: per image its file, then its `top_k` most probable
+    classes, each as index, name and probability (one file per process under DDP:
+    `predictions_rank<r>.csv`). Class names come from the DataModule's `class_names`.
+
+    `predict_step` returns {"names": list of B file names, "probabilities": [B, num_classes]}.
+
+    Args:
+        output_dir: where to write; None means `<trainer.default_root_dir>/predictions`.
+        top_k: how many classes per image, most probable first.
+    """
+
+    def __init__(self, output_dir: str | None = None, top_k: int = 5) -> None:
+        super().__init__(output_dir)
+        if top_k < 1:
+            raise ValueError(f"top_k={top_k} must be >= 1")
+        self.top_k = top_k
+        self._file_name = "predictions.csv"
+        self._class_names: list[str] | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        single = trainer.world_size == 1
+        self._file_name = "predictions.csv" if single else f"predictions_rank{trainer.global_rank}.csv"
+        self._class_names = getattr(trainer.datamodule, "class_names", None)
+
+    def write(self, directory: Path, prediction: dict[str, Any]) -> None:
+        probabilities = prediction["probabilities"].float().cpu()  # [B, num_classes]
+        scores, classes = probabilities.topk(min(self.top_k, probabilities.shape[1]), dim=1)
+        rows = [self._row(*row) for row in zip(prediction["names"], scores.tolist(), classes.tolist())]
+        path = directory / self._file_name
+        if not path.exists():
+            columns = [f"{column}_{k}" for k in range(1, scores.shape[1] + 1) for column in ("class", "name", "score")]
+            rows.insert(0, ["file", *columns])
+        with path.open("a", newline="") as handle:
+            csv.writer(handle).writerows(rows)
+
+    def _row(self, file: str, scores: list[float], classes: list[int]) -> list:
+        cells: list = [file]
+        for score, index in zip(scores, classes):
+            cells += [index, self._class_names[index] if self._class_names else "", f"{score:.6f}"]
+        return cells

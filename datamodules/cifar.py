@@ -32,6 +32,21 @@ LAYOUTS = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels", 10),
     "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels", 100),
 }
+CLASS_NAMES = {  # the label names of the datasets' meta files, in label order
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    "cifar100": (
+        "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+        "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+        "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
+        "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
+        "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+        "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+        "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
+        "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
+        "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger",
+        "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+    ),
+}  # fmt: skip
 STATISTICS = {  # per-channel mean and std of the training images
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -156,6 +171,7 @@ class CIFARDataModule(ClassificationDataModule):
             AugMix recipe does).
         augmix: training items become ((clean, augmix_1, augmix_2), label) for the Jensen-Shannon
             consistency loss (the pAdaIN CIFAR-100-C recipe); crop and flip come first.
+        predict_dir: a folder of images (any size, resized to 32x32) that `predict` classifies.
     """
 
     setting_rules = {
@@ -174,6 +190,7 @@ class CIFARDataModule(ClassificationDataModule):
         corruptions: list[str] | None = None,
         normalize: bool = True,
         augmix: bool = False,
+        predict_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -185,6 +202,8 @@ class CIFARDataModule(ClassificationDataModule):
         augment += [v2.RandomRotation(rotation)] if rotation else []
         self.train_transform = v2.Compose(augment + to_float)
         self.test_transform = v2.Compose(to_float)
+        self.predict_transform = v2.Compose([v2.Resize((32, 32), antialias=True), *to_float])
+        self.class_names = CLASS_NAMES[dataset]
         self.augmix_preprocess = v2.Compose([v2.PILToTensor(), *to_float])
         self.augmix_geometric = v2.Compose(augment)
         self.test_names: list[str] = ["clean"]

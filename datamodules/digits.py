@@ -241,10 +241,16 @@ class OneShotDigitsDataModule(StreamedTrainingData):
     test_dataloader = val_dataloader
 
     def predict_dataloader(self) -> DataLoader:
-        """(index, image, label): index 0 is the single A sample, then the evaluation images."""
-        images, labels = self._evaluation_set().tensors
-        images = torch.cat([self.sample, images])
-        labels = torch.cat([torch.tensor([self.sample_label]), labels])
+        """(index, image, label): index 0 is the single A sample, then the evaluation images; in
+        phase 1 (nothing of A trained yet) the first `num_eval` B test images."""
+        hp = self.hparams
+        if hp.phase == 1:
+            images, labels = load_domain(hp.target, hp.target_root, "test")
+            images, labels = images[: hp.num_eval], labels[: hp.num_eval]
+        else:
+            images, labels = self._evaluation_set().tensors
+            images = torch.cat([self.sample, images])
+            labels = torch.cat([torch.tensor([self.sample_label]), labels])
         return DataLoader(TensorDataset(torch.arange(len(images)), images, labels), batch_size=64)
 
 

@@ -53,6 +53,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             followed by every corruption at every severity, and the module reports mCE
             (errors normalised by AlexNet's).
         corruptions: which corruptions to test (default: all 15).
+        predict_dir: a folder of images that `predict` classifies (evaluation resize and crop).
     """
 
     setting_rules = {
@@ -70,6 +71,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         num_workers: int = 8,
         corruptions_dir: str | None = None,
         corruptions: list[str] | None = None,
+        predict_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -78,7 +80,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
         self.train_transform = v2.Compose([v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip(), *to_float])
         self.test_transform = v2.Compose([v2.Resize(resize), v2.CenterCrop(image_size), *to_float])
-        self.classes = class_folders(Path(data_dir) / "train", None, None).classes
+        self.predict_transform = self.test_transform
+        self.classes = self.class_names = class_folders(Path(data_dir) / "train", None, None).classes
         self.num_classes = len(self.classes)
         self.test_names: list[str] = ["clean"]
 

@@ -60,7 +60,7 @@ class UnpairedFoldersDataModule(StreamedTrainingData):
         num_eval: testA images translated by validation/test (None: all).
         num_references: testB images whose Gram matrices are the style references.
         predict_dir: a folder of further A images that `predict` translates after the sample
-            (default: testA/).
+            (default: testA/); in phase 1, of B images that `predict` reconstructs (default: testB/).
         eval_batch_size: batch size of the evaluation loaders.
     """
 
@@ -136,8 +136,13 @@ class UnpairedFoldersDataModule(StreamedTrainingData):
         return torch.stack([dataset[i][1] for i in range(len(dataset))])
 
     def predict_dataloader(self) -> DataLoader:
-        """(index, image, label): index 0 is the single A sample, then `predict_dir` (or testA)."""
-        dataset = ResizedImages([self.sample_path, *self.predict_files], self.hparams.crop_size)
+        """(index, image, label): index 0 is the single A sample, then `predict_dir` (or testA); in
+        phase 1 (nothing of A trained yet) the B images of `predict_dir` (or testB), from index 0."""
+        if self.hparams.phase == 1:
+            files = list_images(Path(self.hparams.predict_dir)) if self.hparams.predict_dir else self.files["testB"]
+        else:
+            files = [self.sample_path, *self.predict_files]
+        dataset = ResizedImages(files, self.hparams.crop_size)
         return DataLoader(dataset, batch_size=self.hparams.eval_batch_size, collate_fn=_collate)
 
 

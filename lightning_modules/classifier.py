@@ -127,6 +127,11 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         self.log_dict({f"val/{name}": value for name, value in scores.items()}, prog_bar=True)
         self.val_accuracy.reset()
 
+    def predict_step(self, batch: tuple[torch.Tensor, list[str]], batch_idx: int) -> dict:
+        """Class probabilities [B, num_classes] of a batch of images, with their file names."""
+        images, names = batch
+        return {"names": list(names), "probabilities": self(images).softmax(dim=1)}
+
     # ------------------------------------------------------------------ test (clean and corrupted)
     def on_test_epoch_start(self) -> None:
         self.test_names = getattr(self.trainer.datamodule, "test_names", ["clean"])
@@ -161,9 +166,10 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         hp = self.hparams
         optimizer = SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov,
                         weight_decay=hp.weight_decay)  # fmt: skip
-        steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)))
+        steps_per_epoch = self._steps_per_epoch()
         warmup_steps = hp.warmup_epochs * steps_per_epoch
-        total_steps = max(1, self.trainer.estimated_stepping_batches)
+        epochs = self.trainer.max_epochs
+        total_steps = max(1, steps_per_epoch * epochs if epochs and epochs > 0 else self.trainer.max_steps)
 
         def factor(step: int) -> float:
             warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
@@ -176,6 +182,15 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
             return warmup * hp.gamma ** sum(epoch >= milestone for milestone in hp.milestones)
 
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}}
+
+    def _steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch, from the training loader's length: the schedule follows the epochs, and
+        `trainer.max_steps` only stops a run. (Not `trainer.estimated_stepping_batches`, which also builds the
+        Trainer's data iterator before a checkpoint's progress is restored, so a resumed epoch would restart.)"""
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            return max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)))
+        return max(1, math.ceil(len(datamodule.train_dataloader()) / self.trainer.accumulate_grad_batches))
 
 
 # AlexNet's ImageNet-C top-1 error per corruption (averaged over severities), the mCE reference

@@ -320,17 +320,20 @@ class OneShotTranslation(IterativeModule):
     test_step = validation_step
 
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> dict[str, Any]:
-        """Per A image: the image, its reconstruction x_AA, its translation x_AB and the cycle x_ABA
-        (a row of the grid, 3-channel). Index 0 is the single training sample."""
+        """Phase 2, per A image: the image, its reconstruction x_AA, its translation x_AB and the cycle
+        x_ABA (a row of the grid, 3-channel); index 0 is the single training sample. Phase 1 (the
+        DataModule gives B test images then): each B image and its reconstruction x_BB."""
         indices, images, _ = batch
-        x_ab = self.translate_each(images)
-        rows = [images, self.translate_each(images, "a", "a"), x_ab, self.translate_each(x_ab, "b", "a")]
+        if self.hparams.phase == 1:
+            rows, kinds = [images, self.translate_each(images, "b", "b")], ("b", "bb")
+            prefixes = [f"test_{index:05d}" for index in indices.tolist()]
+        else:
+            x_ab = self.translate_each(images)
+            rows = [images, self.translate_each(images, "a", "a"), x_ab, self.translate_each(x_ab, "b", "a")]
+            kinds = ("a", "aa", "ab", "aba")
+            prefixes = ["sample" if index == 0 else f"test_{index - 1:05d}" for index in indices.tolist()]
         rows = [row.expand(-1, 3, -1, -1) if row.shape[1] == 1 else row for row in rows]
-        names = [
-            f"{'sample' if index == 0 else f'test_{index - 1:05d}'}_{kind}"
-            for index in indices.tolist()
-            for kind in ("a", "aa", "ab", "aba")
-        ]
+        names = [f"{prefix}_{kind}" for prefix in prefixes for kind in kinds]
         return {"images": torch.stack(rows, dim=1).flatten(0, 1).clamp(-1, 1), "names": names}
 
     # ------------------------------------------------------------------ checkpoint

@@ -37,15 +37,20 @@ class ProgressiveModule(LightningModule):
         self._restored_rng: dict[str, Any] | None = None  # generator state from a checkpoint
 
     def configure_model(self) -> None:
-        """Build the networks for the DataModule's `pyramid_shapes`, or check that they match them."""
-        datamodule = self.trainer.datamodule
+        """Build the networks for the DataModule's `pyramid_shapes`, or check that they match them.
+
+        Without a Trainer (`load_from_checkpoint` in a notebook) the checkpoint's `pyramid_shapes`
+        have already built the networks and there is nothing to check.
+        """
+        trainer = self._trainer
+        datamodule = trainer.datamodule if trainer is not None else None
         shapes = [tuple(shape) for shape in datamodule.pyramid_shapes] if datamodule is not None else None
         if not self.shapes:
             if shapes is None:
                 raise ValueError(f"{type(self).__name__} needs pyramid_shapes, or a DataModule with pyramid_shapes")
             self.hparams.pyramid_shapes = shapes
             self._build(shapes)
-        elif shapes is not None and self.trainer.state.fn == "fit" and shapes != self.shapes:
+        elif shapes is not None and trainer.state.fn == "fit" and shapes != self.shapes:
             raise ValueError(f"the model's pyramid {self.shapes} does not match the data's pyramid {shapes}")
 
     # ------------------------------------------------------------------ progress

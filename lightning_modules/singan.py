@@ -211,9 +211,11 @@ class SinGAN(ProgressiveModule):
     def training_step(self, pyramid: list[torch.Tensor], batch_idx: int) -> None:
         scale, step = divmod(self.iteration, self.hparams.iters_per_scale)
         real = pyramid[scale]  # [1, 3, h_s, w_s]
+        # frozen scales in eval mode before sigma_s runs them: their BatchNorm statistics must not
+        # move, also when a resumed run starts here with every module in train mode
+        self._set_trainable(scale, [self.generators, self.critics])
         if step == 0:
             self._begin_scale(scale, real)
-        self._set_trainable(scale, [self.generators, self.critics])
         generator, critic = self.generators[scale], self.critics[scale]
         optimizers, schedulers = self.optimizers(), self.lr_schedulers()
         opt_critic, opt_generator = optimizers[2 * scale], optimizers[2 * scale + 1]

@@ -240,9 +240,9 @@ class StructuralAnalogy(ProgressiveModule):
         scale, step = divmod(self.iteration, self.hparams.iters_per_scale)
         reals = {domain: pyramids[domain][scale] for domain in DOMAINS}  # [1, 3, h_s, w_s]
         rng = self.noise_rng()
+        self._set_trainable(scale, [*self.generators.values(), *self.critics.values()])  # before sigma_s, as SinGAN
         if step == 0:
             self._begin_scale(scale, reals, rng)
-        self._set_trainable(scale, [*self.generators.values(), *self.critics.values()])
         opt_critic, opt_generator = self.optimizers()[2 * scale : 2 * scale + 2]
         critics = {domain: self.critics[domain][scale] for domain in DOMAINS}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal as signal_module
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from torch.utils.data import TensorDataset
 
+from callbacks.checkpoint import iterations_done
 from datamodules.loaders import evaluation_loader
 from lightning_modules.cli import build_cli
 
@@ -24,8 +26,13 @@ def run_cli(*args: str) -> object:
     return build_cli(list(args) + QUIET)
 
 
-def run_cli_subprocess(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m lightning_modules.cli <args>` from the repository root, as a user would."""
+def run_cli_subprocess(*args: str, timeout: int | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m lightning_modules.cli <args>` from the repository root, as a user would.
+
+    No time limit by default: how long a run takes depends on the machine's load (on 2 cores
+    shared with other work, the 2-thread runs here take several times longer), and whether a
+    test passes must not.
+    """
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO), **(env or {})}
     command = [sys.executable, "-m", "lightning_modules.cli", *args, *QUIET]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
@@ -190,3 +197,52 @@ def train_one_iteration(model: LightningModule, size: int = 32) -> tuple[dict, d
     generator = torch.Generator().manual_seed(0)
     model.training_step({d: torch.randn(4, 3, size, size, generator=generator) for d in "ab"}, 0)
     return before, {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+class SignalAt(Callback):
+    """Sends `signal` ("SIGINT", "SIGTERM", "SIGUSR1", "SIGKILL") to this very process in the middle of
+    the training iteration that follows `iteration` done iterations: before its `optimizer_step`-th
+    optimizer step, so a stop that saved there would save half an iteration."""
+
+    def __init__(self, iteration: int, signal: str, optimizer_step: int = 2) -> None:
+        self.iteration, self.signum, self.optimizer_step = iteration, getattr(signal_module, signal), optimizer_step
+        self._steps, self._sent = 0, False
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        self._steps = 0
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+        self._steps += 1
+        at = iterations_done(trainer, pl_module) == self.iteration and self._steps == self.optimizer_step
+        if at and not self._sent:
+            self._sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+class StopAtIteration(Callback):
+    """Sets `trainer.should_stop` after `iteration` iterations, as Lightning's Timer does when
+    `trainer.max_time` runs out (a time limit that does not depend on the machine's speed)."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if iterations_done(trainer, pl_module) == self.iteration:
+            trainer.should_stop = True
+
+
+class TinyClassifierNet(torch.nn.Module):
+    """conv-BN-ReLU twice, pooled, linear: a classifier small enough for many resumed runs (pAdaIN
+    goes after both convolutions)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 8) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, width, 3, stride=2, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
+            torch.nn.Conv2d(width, width, 3, stride=2, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        )  # fmt: skip
+        self.head = torch.nn.Linear(width, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
