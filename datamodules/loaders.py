@@ -12,8 +12,9 @@ import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
+from torchvision.transforms.functional import pil_to_tensor
 
-from datamodules.single_image import IMAGE_SUFFIXES, load_image
+from datamodules.images import IMAGE_SUFFIXES, load_rgb8
 
 # EpochShuffle resumes mid-epoch from the trainer's own progress counters, which Lightning's
 # "dataloader is not resumable" warning does not know about.
@@ -102,7 +103,8 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        image = ((load_image(self.files[index]) + 1) * 127.5).round().to(torch.uint8)  # [3, H, W]
+        # read as the class-folder training images are read (torchvision's way), so predictions match
+        image = pil_to_tensor(load_rgb8(self.files[index]))  # uint8 [3, H, W]
         return self.transform(image), str(self.files[index].relative_to(self.folder))
 
 
