@@ -309,8 +309,9 @@ def test_normal_init_draws_the_generator_weights_as_the_official_baseline_script
 
 
 # ---------------------------------------------------------------------- data
-def test_pyramid_follows_the_spec_table():
-    shapes = video_pyramid_shapes(192, 256, 13)  # spec 4.3, a 4:3 clip, 13 frames
+def test_pyramid_follows_the_official_sizes():
+    # a 4:3 clip, 13 frames: the sizes `train_video.py` of shirgur/hp-vae-gan builds (coarsest width 33)
+    shapes = video_pyramid_shapes(192, 256, 13)
     assert [s[2] for s in shapes] == [33, 41, 51, 65, 81, 102, 129, 162, 204, 256]
     assert [s[1] for s in shapes] == [24, 30, 38, 48, 60, 76, 96, 121, 153, 192]
     assert [s[0] for s in shapes] == [4, 4, 4, 5, 5, 5, 7, 7, 7, 13]
