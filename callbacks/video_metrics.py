@@ -1,4 +1,5 @@
-"""Metrics of single-video generation: diversity and a SIFID-style score per clip (spec 4.9).
+"""Metrics of single-video generation: diversity and a SIFID-style score per clip, after the
+measures of the HP-VAE-GAN paper's evaluation.
 
 The LightningModule provides one hook,
 

@@ -1,11 +1,13 @@
-"""HP-VAE-GAN: diverse videos from a single video (Gur, Benaim, Wolf, NeurIPS 2020; spec section 4).
+"""HP-VAE-GAN: diverse videos from a single video (Gur, Benaim, Wolf, NeurIPS 2020;
+official code: shirgur/hp-vae-gan).
 
 A pyramid of levels trained coarse to fine in one `fit`. The first `num_vae_levels` levels
 form a patch VAE: an encoder gives one Gaussian latent per spatio-temporal location of the
 coarsest clip, a decoder maps the latent map back to a clip, and a residual refinement stage
 per level upsamples it; they learn from reconstruction + KL only. The remaining levels are
 patch GAN levels: one refinement stage each, with injected noise, trained with WGAN-GP and
-reconstruction. `num_vae_levels=0` gives the all-GAN 3D SinGAN-style baseline (spec 4.11).
+reconstruction. `num_vae_levels=0` gives the all-GAN 3D SinGAN-style baseline of the official
+`train_video_baselines.py`.
 
 Every network and optimizer exists from the start (checkpoints keep one structure); the
 iteration counter of `ProgressiveModule` decides which level trains.
@@ -22,7 +24,7 @@ from torch.optim import Adam
 
 from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.losses import HPVAEGANLoss
-from lightning_modules.networks.pyramid import NORMS, eval_mode
+from lightning_modules.networks.pyramid import NORMS, eval_mode, init_weights
 from lightning_modules.networks.video import (
     PatchDecoder,
     PatchEncoder,
@@ -57,7 +59,14 @@ class HPVAEGAN(ProgressiveModule):
         gp_weight: lambda, weight of the per-voxel gradient penalty (0.1).
         adversarial_weight: weight of the generator's adversarial term (1).
         noise_amp_factor: sigma_s = factor * RMSE(real_s, reconstruction) at the start of level s (0.1).
-        grad_clip: max L2 norm of the generator gradients at every generator step (5).
+        grad_clip: max L2 norm of the generator gradients at every generator step (5, as the official
+            `train_video.py`); None does not clip (the official baseline script `train_video_baselines.py`).
+            The norm is taken over every generator parameter that received a gradient, as the official
+            `clip_grad_norm_(G.parameters())`: at VAE levels that includes the lower VAE stages, which
+            are in no optimizer but pass the gradient on to the decoder.
+        normal_init: initialise the convolutions of the decoder and the refinement stages with N(0, 0.02)
+            and their norm weights with N(1, 0.02), as the official baseline script's generators do;
+            False (default) keeps PyTorch's initialisation, as the official HP-VAE-GAN code.
         width: hidden channels of every 3D network (64, constant over levels).
         latent_dim: channels of the latent map (128).
         encoder_blocks: spectrally normalised feature blocks of the encoder (3 = enc_blocks + 1).
@@ -99,7 +108,8 @@ class HPVAEGAN(ProgressiveModule):
         gp_weight: float = 0.1,
         adversarial_weight: float = 1.0,
         noise_amp_factor: float = 0.1,
-        grad_clip: float = 5.0,
+        grad_clip: float | None = 5.0,
+        normal_init: bool = False,
         width: int = 64,
         latent_dim: int = 128,
         encoder_blocks: int = 3,
@@ -156,6 +166,10 @@ class HPVAEGAN(ProgressiveModule):
             self.register_buffer("rec_noise", z_star)
         levels = range(self.first_stage_level, len(shapes))
         self.stages.extend(RefinementStage(hp.width, hp.num_blocks, norm=hp.norm) for _ in levels)
+        if hp.normal_init:
+            for module in (self.decoder, *self.stages):
+                if module is not None:
+                    init_weights(module)
         if hp.num_vae_levels < len(shapes):
             self.critic = VideoCritic(hp.width, hp.num_blocks)
         self.register_buffer("noise_amps", torch.ones(len(shapes)))
@@ -173,7 +187,7 @@ class HPVAEGAN(ProgressiveModule):
         return [m for m in (self.encoder, self.decoder) if m is not None] + list(self.stages)
 
     def configure_optimizers(self) -> list[Adam]:
-        """One generator Adam per level (its param groups, spec 4.7), then one critic Adam per GAN level."""
+        """One generator Adam per level, then one critic Adam per GAN level (as the official `train_video.py`)."""
         hp = self.hparams
         betas = tuple(hp.betas)
         optimizers = []
@@ -191,19 +205,32 @@ class HPVAEGAN(ProgressiveModule):
             optimizers.append(Adam(self.critic.parameters(), lr=hp.lr_critic, betas=betas))
         return optimizers
 
+    def _clipped_frozen_stage_levels(self, level: int) -> range:
+        """Levels of the frozen stages below `level` whose gradients enter the clipping norm.
+
+        The official code computes gradients for every generator parameter the loss reaches and
+        clips over all of them. At VAE levels that is every lower stage (the decoder trains through
+        them); at GAN levels the chain is detached at level M, so it is the lower GAN stages, which
+        run with autograd only with `backprop_lower_stages`.
+        """
+        if level < self.num_vae_levels:
+            return range(self.first_stage_level, level)
+        if self.hparams.backprop_lower_stages:
+            return range(max(self.num_vae_levels, self.first_stage_level), level)
+        return range(0)
+
     def _set_level_modes(self, level: int) -> None:
         """Only `level`'s modules train (train mode, gradients on); the rest are frozen and in eval mode.
 
-        With `backprop_lower_stages`, the frozen GAN stages keep their gradients switched on (they
-        are in no optimizer), so that their gradients enter the clipping norm as in the official code.
+        The frozen stages that the clipping norm counts keep their gradients switched on (they are
+        in no optimizer, so they do not change).
         """
         trained = {id(m) for m in self._trained_modules(level)}
         for module in [*self._generator_modules(), self.critic]:
             if module is not None:
                 module.train(id(module) in trained).requires_grad_(id(module) in trained)
-        if self.hparams.backprop_lower_stages and level >= self.num_vae_levels:
-            for k in range(max(self.num_vae_levels, self.first_stage_level), level):
-                self.stage(k).requires_grad_(True)
+        for k in self._clipped_frozen_stage_levels(level):
+            self.stage(k).requires_grad_(True)
 
     # ------------------------------------------------------------------ generation
     def _generate(
@@ -215,12 +242,13 @@ class HPVAEGAN(ProgressiveModule):
         real_zero: torch.Tensor | None = None,
         grad_from: int = 0,
     ) -> dict[str, torch.Tensor]:
-        """Run levels 0..`level` (spec 4.5); returns "output" [B, 3, T, H, W] and, with a VAE, "vae" (level 0).
+        """Run levels 0..`level`; returns "output" [B, 3, T, H, W] and, with a VAE, "vae" (level 0).
 
-        rand mode (`real_zero` None): z ~ N(0, I), noise sigma_k * n at the GAN levels k >= M.
-        rec mode: z ~ q(z | real_zero) (reparameterised), no noise; the
-        all-GAN baseline uses its fixed z* instead. Levels below `grad_from` run without autograd;
-        the clip entering level M is always detached (no GAN gradient reaches the VAE).
+        As the official `GeneratorHPVAEGAN.forward`: in rand mode (`real_zero` None) z ~ N(0, I)
+        and noise sigma_k * n at the GAN levels k >= M; in rec mode z ~ q(z | real_zero)
+        (reparameterised) and no noise; the all-GAN baseline uses its fixed z* instead. Levels
+        below `grad_from` run without autograd; the clip entering level M is always detached (no
+        GAN gradient reaches the VAE).
         """
         rand, outputs = real_zero is None, {}
         grad = torch.is_grad_enabled()
@@ -240,7 +268,7 @@ class HPVAEGAN(ProgressiveModule):
             with torch.set_grad_enabled(grad and k >= grad_from):
                 upsampled = upsample_clip(x, shapes[k])  # [B, 3, T_k, H_k, W_k]
                 if k == self.num_vae_levels:
-                    upsampled = upsampled.detach()  # VAE -> GAN switch (spec 4.5)
+                    upsampled = upsampled.detach()  # VAE -> GAN switch, as the official `refinement_layers`
                 noise = self.noise_amps[k] * draw(upsampled.shape) if rand and k >= self.num_vae_levels else None
                 x = self.stage(k)(noise, upsampled)
         outputs["output"] = x
@@ -269,7 +297,7 @@ class HPVAEGAN(ProgressiveModule):
 
     @torch.no_grad()
     def reconstruct(self, real_zero: torch.Tensor, last_level: int | None = None, seed: int = 0) -> torch.Tensor:
-        """Reconstruction [1, 3, T, H, W] of the clip whose coarsest level is `real_zero` (rec mode, spec 4.5).
+        """Reconstruction [1, 3, T, H, W] of the clip whose coarsest level is `real_zero` (rec mode).
 
         The latent is a posterior sample z ~ q(z | real_zero) drawn with `seed`, as in training:
         with batch statistics frozen, the posterior mean can lie off the decoder's training inputs.
@@ -310,7 +338,7 @@ class HPVAEGAN(ProgressiveModule):
     # ------------------------------------------------------------------ training
     @torch.no_grad()
     def _begin_level(self, level: int, pyramid: list[torch.Tensor]) -> None:
-        """Copy the previous stage into this level's stage, and set sigma_s (spec 4.4, 4.6)."""
+        """Copy the previous stage into this level's stage, and set sigma_s (official `train_video.py`, iteration 0)."""
         index = level - self.first_stage_level
         if index >= 1:
             self.stages[index].load_state_dict(self.stages[index - 1].state_dict())
@@ -346,14 +374,14 @@ class HPVAEGAN(ProgressiveModule):
             self._log_scalars(metrics | {f"level_{level}/noise_amp": self.noise_amps[level]}, level)
 
     def _vae_step(self, level: int, real: torch.Tensor, real_zero: torch.Tensor, opt: Adam) -> dict:
-        """One VAE update: reconstruction of the level and of the VAE output, plus KL (spec 4.6)."""
+        """One VAE update: reconstruction of the level and of the VAE output, plus KL (official `train_video.py`)."""
         outputs = self._generate(level, self.shapes, self._training_draw(), real_zero=real_zero)
         terms = self.loss.vae(outputs["output"], real, outputs["vae"], real_zero, outputs["mu"], outputs["logvar"])
         self._generator_update(terms["loss"], opt)
         return {("vae_loss" if k == "loss" else k): v for k, v in terms.items()}
 
     def _gan_step(self, level: int, real: torch.Tensor, real_zero: torch.Tensor, opt_critic: Adam, opt: Adam) -> dict:
-        """One critic update, then one generator update on the same random sample (spec 4.6-4.7)."""
+        """One critic update, then one generator update on the same random sample (official `train_video.py`)."""
         rng, draw = self.noise_rng(), self._training_draw()
         grad_from = self.num_vae_levels if self.hparams.backprop_lower_stages else level
         fake = self._generate(level, self.shapes, draw, grad_from=grad_from)["output"]  # [1, 3, T_s, H_s, W_s]
@@ -372,10 +400,11 @@ class HPVAEGAN(ProgressiveModule):
         return critic_terms | {("generator_loss" if k == "loss" else k): v for k, v in generator_terms.items()}
 
     def _generator_update(self, loss: torch.Tensor, opt: Adam) -> None:
-        """Backward, clip the norm of every generator gradient to `grad_clip` (spec 4.7), step."""
+        """Backward, clip the norm of every generator gradient to `grad_clip` (unless None), step."""
         parameters = [p for module in self._generator_modules() for p in module.parameters()]
         for p in parameters:
             p.grad = None
         self.manual_backward(loss)
-        torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], self.hparams.grad_clip)
+        if self.hparams.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], self.hparams.grad_clip)
         opt.step()

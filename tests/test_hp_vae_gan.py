@@ -3,6 +3,7 @@ configs/hp_vae_gan/smoke.yaml."""
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,9 +117,201 @@ def test_all_gan_baseline_has_no_vae_and_a_stage_per_level():
     assert model.rec_noise.shape == (1, 3, 2, 6, 6)
 
 
+# ---------------------------------------------------------------------- the official code's behaviour
+TINY_SHAPES = [(2, 6, 6), (2, 7, 7), (2, 8, 8), (3, 9, 9)]
+
+
+def tiny_pyramid(seed: int = 1) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.rand(1, 3, *shape, generator=generator) * 2 - 1 for shape in TINY_SHAPES]
+
+
+def reconstruction_by_hand(model: HPVAEGAN, real_zero: torch.Tensor, level: int, eps: torch.Tensor) -> torch.Tensor:
+    """The official rec mode written out (`GeneratorHPVAEGAN.forward` / `GeneratorSG.forward`): level 0 is
+    tanh(decoder(mu + exp(logvar / 2) eps)), or tanh(stage_0(z*)) without a VAE; then at every level k
+    x_up = trilinear resize (align_corners=True) and x = tanh(stage_k(x_up) + x_up), with no noise."""
+    if model.num_vae_levels > 0:
+        mu, logvar = model.encoder(real_zero)
+        x = torch.tanh(model.decoder.body(mu + torch.exp(0.5 * logvar) * eps))
+    else:
+        x = torch.tanh(model.stage(0).body(model.rec_noise))
+    for k in range(1, level + 1):
+        upsampled = F.interpolate(x, size=model.shapes[k], mode="trilinear", align_corners=True)
+        x = torch.tanh(model.stage(k).body(upsampled) + upsampled)
+    return x
+
+
+def posterior_eps(model: HPVAEGAN) -> torch.Tensor:
+    """The first draw of the model's training noise: the posterior sample's eps [1, latent_dim, T_0, H_0, W_0]."""
+    return torch.randn(1, model.hparams.latent_dim, *model.shapes[0], generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    ("num_vae_levels", "new_stage"),
+    [(2, False), (2, True), (0, False), (0, True)],
+    ids=["vae", "vae-official", "all-gan", "all-gan-official"],
+)
+def test_sigma_is_a_tenth_of_the_reconstruction_rmse_computed_by_hand(num_vae_levels, new_stage):
+    """sigma_s = 0.1 RMSE(x_s, reconstruction): through the copied new stage s with
+    `sigma_with_new_stage` (official `train_video.py`), else the upsampled reconstruction of level s - 1."""
+    torch.manual_seed(0)
+    model = HPVAEGAN(
+        num_vae_levels=num_vae_levels, width=4, latent_dim=4, sigma_with_new_stage=new_stage, pyramid_shapes=TINY_SHAPES
+    ).eval()
+    pyramid, level = tiny_pyramid(), 3
+    model._begin_level(level, pyramid)
+    assert torch.equal(model.stage(level).body[0][0].weight, model.stage(level - 1).body[0][0].weight)  # copied
+    with torch.no_grad():
+        if new_stage:
+            reconstruction = reconstruction_by_hand(model, pyramid[0], level, posterior_eps(model))
+        else:
+            below = reconstruction_by_hand(model, pyramid[0], level - 1, posterior_eps(model))
+            reconstruction = F.interpolate(below, size=TINY_SHAPES[level], mode="trilinear", align_corners=True)
+    expected = 0.1 * torch.sqrt(torch.mean((pyramid[level] - reconstruction) ** 2))
+    assert model.noise_amps[level].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+class RecordingOptimizer:
+    """Stands in for a level's Adam: keeps the (clipped) gradients it is stepped with, changes nothing."""
+
+    def __init__(self, parameters) -> None:
+        self.parameters = list(parameters)
+        self.grads: list[torch.Tensor] = []
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters:
+            p.grad = None
+
+    def step(self) -> None:
+        self.grads = [p.grad.clone() for p in self.parameters]
+
+
+def model_step_gradients(model: HPVAEGAN, level: int, pyramid: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The gradients that one training step of `level` hands to the optimizer of its newest stage."""
+    model._set_level_modes(level)
+    if model.critic is not None:
+        model.critic.eval()  # no spectral-norm power iteration: the critic stays the same for both computations
+    model._noise_rng = None  # draws from the start of the training noise
+    opt = RecordingOptimizer(model.stage(level).parameters())
+    if level < model.num_vae_levels:
+        model._vae_step(level, pyramid[level], pyramid[0], opt)
+    else:
+        model._gan_step(level, pyramid[level], pyramid[0], RecordingOptimizer(model.critic.parameters()), opt)
+    return opt.grads
+
+
+def gradients_by_hand(model: HPVAEGAN, level: int, pyramid: list[torch.Tensor]) -> dict[torch.nn.Parameter, Any]:
+    """The same step's loss with every generator parameter requiring a gradient, as in the official code;
+    its gradient for every generator parameter (None where the loss does not reach it)."""
+    generator = model._generator_modules()
+    for module in generator:
+        module.requires_grad_(True)
+    model._noise_rng = None
+    draw = model._training_draw()
+    if level < model.num_vae_levels:  # the same draws in the same order as the model's step
+        outputs = model._generate(level, model.shapes, draw, real_zero=pyramid[0])
+        terms = (outputs["output"], pyramid[level], outputs["vae"], pyramid[0], outputs["mu"], outputs["logvar"])
+        loss = model.loss.vae(*terms)["loss"]
+    else:
+        fake = model._generate(level, model.shapes, draw)["output"]
+        torch.rand((), generator=model.noise_rng())  # the critic's interpolation weight
+        reconstruction = model._generate(level, model.shapes, draw, real_zero=pyramid[0])["output"]
+        loss = model.loss.generator(model.critic, fake, reconstruction, pyramid[level])["loss"]
+    parameters = [p for module in generator for p in module.parameters()]
+    return dict(zip(parameters, torch.autograd.grad(loss, parameters, allow_unused=True)))
+
+
+def norm_of(grads: dict, modules: list[torch.nn.Module]) -> float:
+    """L2 norm of the gradients of `modules`' parameters, over all of them (clip_grad_norm_'s total norm)."""
+    return torch.linalg.vector_norm(
+        torch.cat([grads[p].flatten() for m in modules for p in m.parameters() if grads[p] is not None])
+    ).item()
+
+
+@pytest.mark.parametrize(
+    ("num_vae_levels", "level", "settings", "counted"),
+    [
+        (3, 2, {}, "every generator module"),  # VAE level 2: the lower VAE stage's gradients count
+        (1, 3, {"backprop_lower_stages": True}, "every generator module"),  # official GAN level
+        (1, 3, {}, "the newest stage"),  # default GAN level: the frozen GAN stages run without autograd
+        (0, 3, {"grad_clip": None}, None),  # the official baseline script does not clip
+    ],
+    ids=["vae-level", "gan-level-official", "gan-level-default", "baseline-unclipped"],
+)
+def test_generator_gradients_are_clipped_over_the_official_set_of_parameters(
+    num_vae_levels, level, settings, counted, monkeypatch
+):
+    """The official `clip_grad_norm_(G.parameters(), 5)` counts every generator gradient the loss reaches,
+    the lower stages' too (they are in no optimizer); the clipping's total norm and the clipped gradients
+    of the newest stage equal a computation by hand."""
+    torch.manual_seed(0)
+    settings = {"grad_clip": 1e-3} | settings  # small enough to clip every step
+    model = HPVAEGAN(num_vae_levels=num_vae_levels, width=4, latent_dim=4, pyramid_shapes=TINY_SHAPES, **settings)
+    model.manual_backward = lambda loss: loss.backward()
+    norms = []  # the total norms the model's clipping computes
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *args, **kw: norms.append(clip(*args, **kw).item()))
+    pyramid = tiny_pyramid()
+    actual = model_step_gradients(model, level, pyramid)
+    grads = gradients_by_hand(model, level, pyramid)
+    newest = [grads[p] for p in model.stage(level).parameters()]
+    if counted is None:
+        assert norms == []
+        scale = 1.0
+    else:
+        modules = model._generator_modules() if counted == "every generator module" else [model.stage(level)]
+        assert norms == [pytest.approx(norm_of(grads, modules), rel=1e-5)]
+        lower = [m for m in modules if m not in (model.encoder, model.decoder, model.stage(level))]
+        if lower:  # the lower stages' share of the norm is large enough for the test to tell
+            assert norm_of(grads, [m for m in modules if m not in lower]) < norms[0] * (1 - 1e-4)
+        scale = min(1.0, 1e-3 / (norms[0] + 1e-6))
+    largest = max(g.abs().max().item() for g in newest)  # conv biases before a norm get ~0: compare to the largest
+    for a, e in zip(actual, newest, strict=True):
+        torch.testing.assert_close(a, e * scale, rtol=1e-3, atol=1e-4 * largest * scale)
+
+
+def test_instance_norm_is_the_official_train_mode_batchnorm_at_batch_one():
+    """The official code never leaves train mode: BatchNorm normalises a batch of one clip by its own statistics."""
+    torch.manual_seed(0)
+    official = RefinementStage(width=4, norm="batch").train()
+    for module in official.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            torch.nn.init.normal_(module.weight, 1.0, 0.3)
+            torch.nn.init.normal_(module.bias, 0.0, 0.3)
+    ours = RefinementStage(width=4, norm="instance").eval()
+    ours.load_state_dict(official.state_dict(), strict=False)  # the same weights; no running statistics
+    clip = torch.rand(1, 3, 3, 6, 6) * 2 - 1
+    assert torch.allclose(ours(None, clip), official(None, clip), atol=1e-5)
+
+
+@pytest.mark.parametrize("normal_init", [False, True])
+def test_normal_init_draws_the_generator_weights_as_the_official_baseline_script(normal_init):
+    """normal_init: every conv weight of the decoder and the stages ~ N(0, 0.02) whatever its fan-in, norm
+    weights ~ N(1, 0.02), norm biases 0 (the baseline script's `weights_init`); without it, and for the
+    critic in both cases, PyTorch's uniform weights within 1/sqrt(fan_in) (the HP-VAE-GAN code's)."""
+    torch.manual_seed(0)
+    model = HPVAEGAN(num_vae_levels=1, width=32, latent_dim=8, normal_init=normal_init, pyramid_shapes=TINY_SHAPES)
+    convs = [m.weight for m in [*model.decoder.modules(), *model.stages.modules()] if isinstance(m, torch.nn.Conv3d)]
+    norms = [m for m in model.stages.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    norm_weights, norm_biases = torch.cat([m.weight for m in norms]), torch.cat([m.bias for m in norms])
+    within_default_bound = [w.abs().max().item() <= 1 / np.sqrt(w[0].numel()) for w in convs]
+    std_002 = [w.std().item() == pytest.approx(0.02, rel=0.1) for w in convs]
+    if normal_init:
+        assert all(std_002)
+        assert norm_weights.mean().item() == pytest.approx(1.0, abs=0.005)
+        assert norm_weights.std().item() == pytest.approx(0.02, rel=0.25)
+    else:  # std 1/sqrt(3 fan_in): 0.064 for the stages' first convolutions
+        assert all(within_default_bound) and not all(std_002)
+        assert torch.equal(norm_weights, torch.ones_like(norm_weights))
+    assert torch.equal(norm_biases, torch.zeros_like(norm_biases))
+    critic_conv = model.critic.body[1][0].parametrizations.weight.original  # spectral norm's raw weight
+    assert critic_conv.abs().max().item() <= 1 / np.sqrt(critic_conv[0].numel())
+
+
 # ---------------------------------------------------------------------- data
-def test_pyramid_follows_the_spec_table():
-    shapes = video_pyramid_shapes(192, 256, 13)  # spec 4.3, a 4:3 clip, 13 frames
+def test_pyramid_follows_the_official_sizes():
+    # a 4:3 clip, 13 frames: the sizes `train_video.py` of shirgur/hp-vae-gan builds (coarsest width 33)
+    shapes = video_pyramid_shapes(192, 256, 13)
     assert [s[2] for s in shapes] == [33, 41, 51, 65, 81, 102, 129, 162, 204, 256]
     assert [s[1] for s in shapes] == [24, 30, 38, 48, 60, 76, 96, 121, 153, 192]
     assert [s[0] for s in shapes] == [4, 4, 4, 5, 5, 5, 7, 7, 7, 13]
@@ -291,10 +484,16 @@ def test_resumed_runs_end_with_the_same_weights(tmp_path):
 @pytest.mark.parametrize("baseline", ["singan3d", "consingan3d"])
 def test_baseline_configs_train_all_gan_levels(baseline, tmp_path):
     settings = yaml.safe_load((REPO / f"configs/hp_vae_gan/{baseline}.yaml").read_text())["model"]["init_args"]
-    overrides = [f"--model.{name}={value}" for name, value in settings.items() if name != "iters_per_scale"]
+    overrides = [
+        f"--model.{name}={'null' if value is None else value}"
+        for name, value in settings.items()
+        if name != "iters_per_scale"
+    ]
     cli = run_cli("fit", "--config", SMOKE, f"--trainer.default_root_dir={tmp_path}", *overrides)
     model = cli.model
     assert model.iteration == 20 and model.encoder is None and len(model.stages) == 5
+    # as the official baseline script: no clipping, N(0, 0.02) generators with BatchNorm
+    assert model.hparams.grad_clip is None and model.hparams.normal_init and model.hparams.norm == "batch"
     assert "train/diversity" in logged_columns(tmp_path)
     groups = model.configure_optimizers()[4].param_groups  # the generator of the finest level
     decay = settings.get("lr_decay", 0.2)

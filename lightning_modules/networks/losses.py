@@ -78,7 +78,8 @@ class SinGANLoss:
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, 1)) averaged over every latent element (spec 4.6: a mean, not a sum).
+    """KL(N(mu, sigma^2) || N(0, 1)) averaged over every latent element (a mean, not a sum, as the
+    official `kl_criterion` in `modules/losses.py` of shirgur/hp-vae-gan).
 
     KL = mean( -1/2 (1 + log sigma^2 - mu^2 - sigma^2) )
     """
@@ -86,7 +87,8 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 class HPVAEGANLoss(SinGANLoss):
-    """HP-VAE-GAN's losses (spec 4.6; paper section 3, the VAE objective and the WGAN-GP levels).
+    """HP-VAE-GAN's losses (paper section 3, the VAE objective and the WGAN-GP levels;
+    the official `train_video.py`).
 
     VAE level s:  L = alpha [ MSE(x^_s, x_s) + MSE(x^_0_vae, x_0) ] + beta KL(q(z|x_0) || N(0, I))
     GAN level s:  SinGAN's `critic` and `generator` losses,

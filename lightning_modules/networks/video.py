@@ -1,10 +1,12 @@
-"""3D networks of HP-VAE-GAN (spec section 4.4), built from the blocks of networks/pyramid.py.
+"""3D networks of HP-VAE-GAN (the official `modules/networks_3d.py` of shirgur/hp-vae-gan), built
+from the blocks of networks/pyramid.py.
 
 Every convolution is 3x3x3 with "same" padding, so each network keeps the [T, H, W] size of
 its input. Two block kinds: Conv3d -> BatchNorm3d -> LeakyReLU(0.2) (decoder, refinement
 stages) and spectrally normalised Conv3d -> LeakyReLU(0.2) without normalisation (encoder
-features, critic). None of them uses the custom N(0, 0.02) initialisation of the 2D pyramid:
-the official code keeps PyTorch's default initialisation for the 3D modules.
+features, critic). None of them applies the custom N(0, 0.02) initialisation of the 2D pyramid:
+the official HP-VAE-GAN code keeps PyTorch's default initialisation for its 3D modules (its
+baseline script's generators use N(0, 0.02): `HPVAEGAN(normal_init=True)`).
 """
 
 from __future__ import annotations
