@@ -1,4 +1,4 @@
-"""Image classification with Permuted AdaIN (Nuriel, Benaim and Wolf, CVPR 2021; spec section 4).
+"""Image classification with Permuted AdaIN (Nuriel, Benaim and Wolf, CVPR 2021).
 
 pAdaIN layers sit after every main-path convolution and act only in training; with
 `padain_p = 0` the same module is the baseline. `test` reports clean top-1/top-5 and,
@@ -35,7 +35,9 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         cifar_stem: 3x3 stride-1 stem without max-pool, for 32x32 images.
         padain_p: probability that each pAdaIN layer fires per forward (paper: 0.01; 0 = baseline).
         padain_eps: epsilon of the pAdaIN statistics.
-        padain_legacy_stats: the statistics of the paper's experiments (see PermutedAdaIN).
+        padain_legacy_eps: None for the released layer's statistics; a number for those of the
+            paper's experiments, with this added to the content std (1e-5 in the official
+            classification code, 1e-4 in its CIFAR-100-C code; see PermutedAdaIN).
         lr: SGD learning rate (after warm-up).
         momentum: SGD momentum.
         nesterov: Nesterov momentum.
@@ -59,7 +61,7 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         cifar_stem: bool = True,
         padain_p: float = 0.01,
         padain_eps: float = 1e-5,
-        padain_legacy_stats: bool = False,
+        padain_legacy_eps: float | None = None,
         lr: float = 0.1,
         momentum: float = 0.9,
         nesterov: bool = False,
@@ -77,9 +79,9 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
             raise ValueError(f"schedule={schedule!r}; expected 'step' or 'cosine'")
         self.save_hyperparameters(ignore=["network"])  # a given network is rebuilt from its config
         if network is None:
-            network = build_classifier(arch, num_classes, cifar_stem, padain_p, padain_eps, padain_legacy_stats)
+            network = build_classifier(arch, num_classes, cifar_stem, padain_p, padain_eps, padain_legacy_eps)
         elif padain_p > 0:
-            insert_permuted_adain(network, padain_p, padain_eps, padain_legacy_stats)
+            insert_permuted_adain(network, padain_p, padain_eps, padain_legacy_eps)
         self.network = network
         self.val_accuracy = self._accuracy()
         self.test_accuracy = torch.nn.ModuleList()

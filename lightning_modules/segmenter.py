@@ -1,4 +1,4 @@
-"""Semantic segmentation with Permuted AdaIN, GTAV -> Cityscapes (Nuriel et al., CVPR 2021; spec 4.3.5).
+"""Semantic segmentation with Permuted AdaIN, GTAV -> Cityscapes (Nuriel et al., CVPR 2021).
 
 DeepLab-v2 (ResNet-101, output stride 8, ASPP-v2 head) with pAdaIN after every bottleneck
 convolution of the backbone. Trained with pixel-wise cross-entropy (label 255 ignored) on
@@ -42,6 +42,8 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         padain_p: pAdaIN probability (0.01; 0 is the baseline).
         padain_mode: "permute" (source-only and self-distillation stages), or "source_to_target"
             (the adversarial stage: source features take the statistics of the target images).
+        padain_legacy_eps: None, or the statistics of the paper's experiments with this added to
+            the content std (1e-4 in the official segmentation code; see PermutedAdaIN).
         adaptation: "none" trains on labelled batches; "fada" is the adversarial stage, on batches
             of source images with labels and unlabelled target images (see `training_step`).
         init_checkpoint: a SemanticSegmenter checkpoint of an earlier stage whose network weights
@@ -81,6 +83,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         poly_power: float = 0.9,
         ignore_index: int = 255,
         padain_mode: str = "permute",
+        padain_legacy_eps: float | None = None,
         adaptation: str = "none",
         temperature: float = 1.8,
         soft_label_max: float = 0.9,
@@ -96,7 +99,9 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
             raise ValueError(
                 "padain_mode='source_to_target' needs batches of [source; target] halves: set adaptation='fada'"
             )
-        self.network = DeepLabV2(num_classes, backbone, backbone_weights, frozen_batch_norm, padain_p, padain_mode)
+        self.network = DeepLabV2(
+            num_classes, backbone, backbone_weights, frozen_batch_norm, padain_p, padain_mode, padain_legacy_eps
+        )
         self.discriminator = ClassDomainDiscriminator(2048, num_classes) if adaptation == "fada" else None
         self.automatic_optimization = self.discriminator is None
         if backbone_weights is None and init_checkpoint is None:
@@ -148,7 +153,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         return loss
 
     def _adversarial_step(self, batch: dict[str, torch.Tensor]) -> None:
-        """One FADA iteration (spec 4.3.5) on source images [B, 3, H, W] with labels [B, H, W]
+        """One FADA iteration (`train_adv.py`) on source images [B, 3, H, W] with labels [B, H, W]
         and target images [B, 3, h, w] (resized to H x W).
 
         One backbone pass over [source; target] (so that pAdaIN's source_to_target mode gives

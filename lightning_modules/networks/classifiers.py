@@ -1,4 +1,5 @@
-"""Image classification backbones, with Permuted AdaIN inserted where the spec puts it (section 4.2)."""
+"""Image classification backbones, with Permuted AdaIN after every main-path convolution, where the
+official code (onuriel/PermutedAdaIN, `classification/architectures/`, `corruption/third_party/`) puts it."""
 
 from __future__ import annotations
 
@@ -120,7 +121,12 @@ class DigitClassifier(nn.Sequential):
 
 
 def build_classifier(
-    arch: str, num_classes: int, cifar_stem: bool, padain_p: float, padain_eps: float = 1e-5, legacy_stats: bool = False
+    arch: str,
+    num_classes: int,
+    cifar_stem: bool,
+    padain_p: float,
+    padain_eps: float = 1e-5,
+    legacy_eps: float | None = None,
 ) -> nn.Module:
     """A classifier with pAdaIN after every main-path convolution.
 
@@ -144,5 +150,5 @@ def build_classifier(
         network.maxpool = nn.Identity()
     if padain_p > 0:
         skip = ("downsample", "shortcut", "transition")
-        insert_permuted_adain(network, padain_p, padain_eps, legacy_stats, skip=skip)
+        insert_permuted_adain(network, padain_p, padain_eps, legacy_eps, skip=skip)
     return network
