@@ -43,7 +43,9 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         nesterov: Nesterov momentum.
         weight_decay: L2 weight decay.
         warmup_epochs: linear warm-up of the LR over this many epochs, per step (CIFAR recipe: 1).
-        milestones: epochs at which the LR is multiplied by `gamma` (CIFAR-100 recipe: 60, 120, 160).
+        milestones: the LR is multiplied by `gamma` once this many epochs are done (the ImageNet
+            recipe's 30, 60; the official CIFAR-100 loop decays at the start of its epochs 60, 120
+            and 160, counted from 1, that is after 59, 119 and 159 epochs).
         gamma: LR decay factor at each milestone (CIFAR-100 recipe: 0.2).
         schedule: "step" (warm-up, then the milestones) or "cosine" (warm-up, then cosine
             annealing per step down to `min_lr`, the AugMix recipe).
@@ -67,7 +69,7 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         nesterov: bool = False,
         weight_decay: float = 5e-4,
         warmup_epochs: float = 1.0,
-        milestones: list[int] = (60, 120, 160),
+        milestones: list[int] = (59, 119, 159),
         gamma: float = 0.2,
         schedule: str = "step",
         min_lr: float = 1e-6,

@@ -120,6 +120,24 @@ class DigitClassifier(nn.Sequential):
         super().__init__(*blocks, nn.Flatten(), nn.Linear(width * 4 * 4 * 4, num_classes))
 
 
+def he_normal_init(network: nn.Module, linear: bool) -> nn.Module:
+    """The initialisation of the official CIFAR-100-C backbones (`resnext.py`, `densenet.py` of AugMix's
+    third_party code): convolution weights ~ N(0, 2 / (k_h * k_w * out_channels)) (He-normal over the
+    fan-out), BatchNorm weight 1 and bias 0, Linear bias 0, and with `linear` (ResNeXt) Linear
+    weights ~ N(0, 2 / in_features) (He-normal over the fan-in); DenseNet keeps PyTorch's Linear weights."""
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            if linear:
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    return network
+
+
 def build_classifier(
     arch: str,
     num_classes: int,
@@ -132,14 +150,14 @@ def build_classifier(
 
     `arch` is a torchvision ResNet (v1.5; `cifar_stem` gives the CIFAR variant of the pAdaIN
     code: a 3x3 stride-1 stem and no max-pool, for 32x32 inputs) or one of the CIFAR-100-C
-    backbones "resnext29" and "densenet40" (whose transition convolutions get no pAdaIN,
-    as in the official code). With `padain_p` = 0 no layer is inserted (the baseline); the
-    state_dict is the same either way.
+    backbones "resnext29" and "densenet40" (initialised as the official code does, and
+    DenseNet's transition convolutions get no pAdaIN, as there). With `padain_p` = 0 no
+    layer is inserted (the baseline); the state_dict is the same either way.
     """
     if arch == "resnext29":
-        network = CifarResNeXt29(num_classes)
+        network = he_normal_init(CifarResNeXt29(num_classes), linear=True)
     elif arch == "densenet40":
-        network = CifarDenseNet40(num_classes)
+        network = he_normal_init(CifarDenseNet40(num_classes), linear=False)
     elif arch in RESNETS:
         network = RESNETS[arch](num_classes=num_classes)
     else:
