@@ -29,8 +29,9 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
     """A ResNet classifier trained with cross-entropy, optionally with pAdaIN.
 
     Args:
-        arch: "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", or the CIFAR-100-C
-            backbones "resnext29" and "densenet40".
+        arch: "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", the CIFAR-100-C
+            backbones "resnext29" and "densenet40", or "resnet20" (He et al.'s CIFAR ResNet-20, a
+            small network for CPU experiments; not the paper's).
         num_classes: number of classes (10 or 100 for CIFAR).
         cifar_stem: 3x3 stride-1 stem without max-pool, for 32x32 images.
         padain_p: probability that each pAdaIN layer fires per forward (paper: 0.01; 0 = baseline).

@@ -151,7 +151,7 @@ def test_class_folders_must_match_the_training_classes(tmp_path):
         ImageFolderDataModule(str(tmp_path / "nowhere"))
 
 
-@pytest.mark.parametrize(("arch", "points"), [("resnext29", 28), ("densenet40", 37)])
+@pytest.mark.parametrize(("arch", "points"), [("resnext29", 28), ("densenet40", 37), ("resnet20", 19)])
 def test_cifar_c_backbones(arch, points):
     network = build_classifier(arch, 100, cifar_stem=True, padain_p=1.0)
     inserted = [name for name, module in network.named_modules() if hasattr(module, "padain")]
