@@ -46,18 +46,19 @@ def channel_statistics(x: torch.Tensor, eps: float, legacy: bool = False) -> tup
 
 def adain(
     x: torch.Tensor,
+    statistics: tuple[torch.Tensor, torch.Tensor],
     target: tuple[torch.Tensor, torch.Tensor],
-    eps: float,
-    legacy_eps: float | None = None,
+    content_eps: float,
 ) -> torch.Tensor:
-    """x [N, C, *spatial] renormalised from its own statistics to the (detached) `target` (mean, std).
-
-    The content std gets +eps, or +legacy_eps with the experiments' statistics (see PermutedAdaIN).
-    """
-    mean, std = channel_statistics(x, eps, legacy=legacy_eps is not None)
-    content_eps = eps if legacy_eps is None else legacy_eps
+    """x [N, C, *spatial] with its own (mean, std) `statistics` renormalised to the (detached) `target` ones."""
+    mean, std = statistics
     target_mean, target_std = (value.detach() for value in target)
     return ((x.float() - mean) / (std + content_eps) * target_std + target_mean).to(x.dtype)
+
+
+def content_epsilon(eps: float, legacy_eps: float | None) -> float:
+    """What the content std gets: eps, or legacy_eps with the experiments' statistics (see PermutedAdaIN)."""
+    return eps if legacy_eps is None else legacy_eps
 
 
 def permuted_adain(
@@ -65,7 +66,7 @@ def permuted_adain(
 ) -> torch.Tensor:
     """AdaIN of each sample of x [N, C, *spatial] onto the (detached) statistics of x[permutation]."""
     mean, std = channel_statistics(x, eps, legacy=legacy_eps is not None)
-    return adain(x, (mean[permutation], std[permutation]), eps, legacy_eps)
+    return adain(x, (mean, std), (mean[permutation], std[permutation]), content_epsilon(eps, legacy_eps))
 
 
 def source_to_target_adain(x: torch.Tensor, eps: float = 1e-5, legacy_eps: float | None = None) -> torch.Tensor:
@@ -74,8 +75,9 @@ def source_to_target_adain(x: torch.Tensor, eps: float = 1e-5, legacy_eps: float
     if x.shape[0] % 2:
         raise ValueError(f"a batch of {x.shape[0]} samples; the source_to_target mode needs [source; target] halves")
     source, target = x.chunk(2)
-    stylised = adain(source, channel_statistics(target, eps, legacy=legacy_eps is not None), eps, legacy_eps)
-    return torch.cat([stylised, target])
+    legacy = legacy_eps is not None
+    statistics = channel_statistics(source, eps, legacy), channel_statistics(target, eps, legacy)
+    return torch.cat([adain(source, *statistics, content_epsilon(eps, legacy_eps)), target])
 
 
 def process_rank() -> int:
