@@ -16,7 +16,9 @@ test digits as they are ("clean") and rendered in four styles it never saw:
     textured      the strokes blended into crops of real photographs (`textured_digits`, MNIST-M style)
 
 for every p and seed; the table gives mean ± std over seeds of each accuracy and of the mean over
-the four styles ("shifted"), with the CPU seconds of each run.
+the four styles ("shifted"), with the CPU seconds of a training epoch. A run that was interrupted
+continues from its `last.ckpt` when the benchmark is started again, and a finished one is only
+evaluated, so the CPU seconds are those of the epochs trained by this invocation.
 """
 
 from __future__ import annotations
@@ -87,17 +89,23 @@ def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, tra
 
 
 def run(root: Path, seed: int, p: float, epochs: int, test_sets: dict[str, np.ndarray], labels: np.ndarray) -> dict:
-    """Train one model through the CLI; its accuracy (%) on every test set and its CPU seconds."""
+    """Train one model through the CLI, or continue it from its `last.ckpt` (a finished run is only
+    evaluated); its accuracy (%) on every test set, and the CPU seconds and epochs of this training."""
+    run_dir = root / f"p{p}_seed{seed}"
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    resume = checkpoint.exists()
+    start_step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] if resume else 0
     start = cpu_seconds()
     cli = build_cli([
         "fit", "--config", CONFIG, f"--data.data_dir={root / 'data'}", f"--seed_everything={seed}",
-        f"--model.padain_p={p}", f"--trainer.max_epochs={epochs}",
-        f"--trainer.default_root_dir={root / f'p{p}_seed{seed}'}",
+        f"--model.padain_p={p}", f"--trainer.max_epochs={epochs}", f"--trainer.default_root_dir={run_dir}",
+        *([f"--ckpt_path={checkpoint}"] if resume else []),
     ])  # fmt: skip
     transform = cli.datamodule.test_transform
     result = {name: accuracy(cli.model, images, labels, transform) for name, images in test_sets.items()}
     result["shifted"] = statistics.mean(result[style] for style in STYLES)
     result["cpu_s"] = cpu_seconds() - start
+    result["epochs_trained"] = (cli.trainer.global_step - start_step) / cli.trainer.num_training_batches
     return result
 
 
@@ -123,10 +131,12 @@ def main() -> None:
     (args.root / "results.json").write_text(json.dumps(results, indent=1))
     columns = ["clean", *STYLES, "shifted"]
     print(f"\n{len(args.seeds)} seeds, {args.epochs} epochs, accuracy (%) mean ± std\n")
-    print(f"| pAdaIN p | {' | '.join(columns)} | CPU s / run |\n|---|{'---|' * (len(columns) + 1)}")
+    print(f"| pAdaIN p | {' | '.join(columns)} | CPU s / epoch |\n|---|{'---|' * (len(columns) + 1)}")
     for p, runs in results.items():
         cells = [cell([r[name] for r in runs]) for name in columns]
-        print(f"| {p} | {' | '.join(cells)} | {statistics.mean(r['cpu_s'] for r in runs):.0f} |")
+        trained = [r for r in runs if r["epochs_trained"] > 0]
+        epoch_cpu = sum(r["cpu_s"] for r in trained) / sum(r["epochs_trained"] for r in trained) if trained else None
+        print(f"| {p} | {' | '.join(cells)} | {'-' if epoch_cpu is None else f'{epoch_cpu:.0f}'} |")
 
 
 if __name__ == "__main__":
