@@ -2,6 +2,7 @@
 
     python -m benchmarks.padain_speed [--task classification] [--steps 20] [--repeats 3] [--device cuda]
     python -m benchmarks.padain_speed --task segmentation [--size 1280 720] [--batch-size 2]
+    python -m benchmarks.padain_speed --probabilities 0 0.01 [--threads 1]
 
 classification: a CIFAR ResNet-18 on 32x32 inputs, batch 128, with p = 0 (no layer), 0.01 (the
 paper's) and 1 (fires at every layer). segmentation: DeepLab-v2 ResNet-101 with frozen BatchNorm
@@ -10,7 +11,9 @@ CPU, with p = 0 and 0.01.
 
 Each measurement runs in its own process (peak memory is its own); a step is forward,
 backward and an SGD update on random data, timed after warm-up steps. The runs of the
-settings are interleaved and repeated, and the table gives medians.
+settings are interleaved and repeated, and the table gives medians. Besides images per second
+(wall clock), the table gives the process's CPU seconds per step, which a machine shared with
+other work inflates much less.
 """
 
 from __future__ import annotations
@@ -74,17 +77,23 @@ def measure(step: Callable[[], None], steps: int, batch_size: int, device: torch
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     for _ in range(steps):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
     return {
         "images_per_s": steps * batch_size / seconds,
+        "cpu_s_per_step": cpu / steps,
         "peak_mib": peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -95,8 +104,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--probabilities", type=float, nargs="+", help="the p values (default: the task's)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads of each measurement (default: torch's)")
     parser.add_argument("--p", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     steps = args.steps or (20 if args.task == "classification" else 5)
     batch_size = args.batch_size or BATCH_SIZES[args.task]
@@ -106,22 +119,26 @@ def main() -> None:
         return
     network = "CIFAR ResNet-18" if args.task == "classification" else "DeepLab-v2 ResNet-101, frozen BatchNorm"
     memory = "peak GPU MiB" if device.type == "cuda" else "peak RSS MiB"
-    print(f"{network}, batch {batch_size}, {size[0]}x{size[1]}, {steps} steps on {args.device}, ", end="")
-    print(f"median of {args.repeats} interleaved runs\n")
-    print(f"| pAdaIN p | images/s | relative to p=0 | {memory} |\n|---|---|---|---|")
-    runs: dict[float, list[dict]] = {p: [] for p in PROBABILITIES[args.task]}
+    threads = args.threads or torch.get_num_threads()
+    print(f"{network}, batch {batch_size}, {size[0]}x{size[1]}, {steps} steps on {args.device} ", end="")
+    print(f"({threads} threads), median of {args.repeats} interleaved runs\n")
+    probabilities = args.probabilities or PROBABILITIES[args.task]
+    header = f"| pAdaIN p | images/s | relative to p={probabilities[0]} | CPU s/step | {memory} |"
+    print(f"{header}\n|---|---|---|---|---|")
+    runs: dict[float, list[dict]] = {p: [] for p in probabilities}
     for _ in range(args.repeats):  # interleaved, so that drifts of the machine hit every p alike
         for p in runs:
             result = measure_in_child(
                 "benchmarks.padain_speed", "--task", args.task, "--p", p, "--steps", steps,
-                "--batch-size", batch_size, "--device", args.device, "--size", *size,
+                "--batch-size", batch_size, "--device", args.device, "--size", *size, "--threads", threads,
             )  # fmt: skip
             runs[p].append(result)
-    baseline = statistics.median(r["images_per_s"] for r in runs[0.0])
+    baseline = statistics.median(r["images_per_s"] for r in runs[probabilities[0]])
     for p, results in runs.items():
         speed = statistics.median(r["images_per_s"] for r in results)
+        cpu = statistics.median(r["cpu_s_per_step"] for r in results)
         peak = statistics.median(r["peak_mib"] for r in results)
-        print(f"| {p} | {speed:.2f} | {speed / baseline:.3f} | {peak:.0f} |")
+        print(f"| {p} | {speed:.2f} | {speed / baseline:.3f} | {cpu:.2f} | {peak:.0f} |")
 
 
 if __name__ == "__main__":

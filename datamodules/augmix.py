@@ -1,4 +1,5 @@
-"""AugMix (Hendrycks et al., ICLR 2020), the augmentation of the pAdaIN CIFAR-100-C recipe (spec 4.3.3).
+"""AugMix (Hendrycks et al., ICLR 2020), the augmentation of the pAdaIN CIFAR-100-C recipe
+(`corruption/augmentations.py` and `corruption/cifar.py` of onuriel/PermutedAdaIN).
 
 Each training image yields three views: the clean image and two AugMix mixtures. A
 mixture blends `width` chains of 1-3 random operations with Dirichlet(alpha) weights and
@@ -18,12 +19,19 @@ from torch.utils.data import Dataset
 
 
 def _level(severity: int, maximum: float, rng: np.random.Generator) -> float:
-    """A strength in [0.01, severity / 10] of `maximum`, as AugMix samples it."""
+    """A strength in [0.01, severity / 10] of `maximum`, as AugMix samples it (`float_parameter`)."""
     return rng.uniform(0.1, severity) * maximum / 10
 
 
+def _int_level(severity: int, maximum: float, rng: np.random.Generator) -> int:
+    """`_level` truncated to an integer, as the official `int_parameter` does: whole degrees for
+    rotate, whole pixels for translate, whole bits and grey levels for posterize and solarize."""
+    return int(_level(severity, maximum, rng))
+
+
 def _signed(value: float, rng: np.random.Generator) -> float:
-    return value if rng.uniform() < 0.5 else -value
+    """-value with probability 1/2 (the official draw: negative when uniform() > 0.5)."""
+    return -value if rng.uniform() > 0.5 else value
 
 
 def autocontrast(image: Image.Image, severity: int, rng: np.random.Generator) -> Image.Image:
@@ -35,15 +43,15 @@ def equalize(image: Image.Image, severity: int, rng: np.random.Generator) -> Ima
 
 
 def posterize(image: Image.Image, severity: int, rng: np.random.Generator) -> Image.Image:
-    return ImageOps.posterize(image, 4 - int(_level(severity, 4, rng)))
+    return ImageOps.posterize(image, 4 - _int_level(severity, 4, rng))
 
 
 def rotate(image: Image.Image, severity: int, rng: np.random.Generator) -> Image.Image:
-    return image.rotate(_signed(_level(severity, 30, rng), rng), resample=Image.BILINEAR)
+    return image.rotate(_signed(_int_level(severity, 30, rng), rng), resample=Image.BILINEAR)
 
 
 def solarize(image: Image.Image, severity: int, rng: np.random.Generator) -> Image.Image:
-    return ImageOps.solarize(image, 256 - int(_level(severity, 256, rng)))
+    return ImageOps.solarize(image, 256 - _int_level(severity, 256, rng))
 
 
 def _affine(image: Image.Image, matrix: tuple) -> Image.Image:
@@ -59,11 +67,11 @@ def shear_y(image: Image.Image, severity: int, rng: np.random.Generator) -> Imag
 
 
 def translate_x(image: Image.Image, severity: int, rng: np.random.Generator) -> Image.Image:
-    return _affine(image, (1, 0, _signed(_level(severity, image.width / 3, rng), rng), 0, 1, 0))
+    return _affine(image, (1, 0, _signed(_int_level(severity, image.width / 3, rng), rng), 0, 1, 0))
 
 
 def translate_y(image: Image.Image, severity: int, rng: np.random.Generator) -> Image.Image:
-    return _affine(image, (1, 0, 0, 0, 1, _signed(_level(severity, image.height / 3, rng), rng)))
+    return _affine(image, (1, 0, 0, 0, 1, _signed(_int_level(severity, image.height / 3, rng), rng)))
 
 
 OPERATIONS = (autocontrast, equalize, posterize, rotate, solarize, shear_x, shear_y, translate_x, translate_y)

@@ -303,11 +303,12 @@ def _check_pair(image: torch.Tensor, label: torch.Tensor | None) -> None:
 
 
 def resize_image(image: torch.Tensor, size: Size) -> torch.Tensor:
-    """Image [3, H, W] -> [3, h, w] for size (w, h): bilinear with antialiasing."""
+    """Image [3, H, W] -> [3, h, w] for size (w, h): bicubic with antialiasing, which is PIL's BICUBIC
+    resize, the official transforms' (`Resize`, `RandomScale` of `FADA/core/datasets/transform.py`)."""
     width, height = size
     if image.shape[-2:] == (height, width):
         return image
-    return TF.resize(image, [height, width], interpolation=TF.InterpolationMode.BILINEAR, antialias=True).clamp(0, 1)
+    return TF.resize(image, [height, width], interpolation=TF.InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
 
 
 def resize_label(label: torch.Tensor, size: Size) -> torch.Tensor:
@@ -333,36 +334,38 @@ def _uniform(low: float, high: float, rng: torch.Generator) -> float:
 
 
 def random_scale_crop(
-    image: torch.Tensor,
-    label: torch.Tensor,
-    scale_range: tuple[float, float],
-    crop: Size,
-    rng: torch.Generator,
-    base: Size | None = None,
+    image: torch.Tensor, label: torch.Tensor, scale_range: tuple[float, float], crop: Size, rng: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale a pair by s ~ U(scale_range), then take a random crop (w, h) = `crop`.
+    """The official `RandomScale` then `RandomCrop(pad_if_needed=True)` (`FADA/core/datasets/transform.py`).
 
-    Scale 1 means size `base` (w, h) (default: the pair's own size); the pair is resized once,
-    straight to round(base * s). Where the scaled pair is smaller than the crop it is padded on
-    the right and bottom, the image with 0 and the label with 255 (ignored), before cropping.
-    Returns image [3, h, w] and label [h, w].
+    The pair [3, H, W], [H, W] is scaled by s ~ U(scale_range) relative to its own size, to
+    (int(W * s), int(H * s)), padded where it is smaller than the crop (see `pad_to_crop`), and
+    cropped at a uniformly random place to (w, h) = `crop`. Returns image [3, h, w], label [h, w].
     """
     _check_pair(image, label)
-    crop_width, crop_height = crop
-    base_width, base_height = base or (image.shape[-1], image.shape[-2])
+    height, width = image.shape[-2:]
     scale = _uniform(*scale_range, rng)
-    scaled = (max(round(base_width * scale), 1), max(round(base_height * scale), 1))
-    image, label = resize(image, label, scaled)
-    pad_width, pad_height = max(crop_width - scaled[0], 0), max(crop_height - scaled[1], 0)
-    if pad_width or pad_height:
-        image = F.pad(image, (0, pad_width, 0, pad_height), value=0.0)
-        label = F.pad(label, (0, pad_width, 0, pad_height), value=IGNORE_LABEL)
+    image, label = resize(image, label, (max(int(width * scale), 1), max(int(height * scale), 1)))
+    image, label = pad_to_crop(image, label, crop)
+    crop_width, crop_height = crop
     top = int(torch.randint(image.shape[-2] - crop_height + 1, (), generator=rng))
     left = int(torch.randint(image.shape[-1] - crop_width + 1, (), generator=rng))
     return (
         image[:, top : top + crop_height, left : left + crop_width],
         label[top : top + crop_height, left : left + crop_width],
     )
+
+
+def pad_to_crop(image: torch.Tensor, label: torch.Tensor, crop: Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a pair narrower (shorter) than the crop (w, h) by the shortfall on BOTH sides, the image
+    with 0 and the label with 255 (ignored): the official RandomCrop's pad_if_needed, which passes
+    torchvision's pad a (left/right, top/bottom) pair."""
+    crop_width, crop_height = crop
+    pad_width, pad_height = max(crop_width - image.shape[-1], 0), max(crop_height - image.shape[-2], 0)
+    if not (pad_width or pad_height):
+        return image, label
+    padding = (pad_width, pad_width, pad_height, pad_height)
+    return F.pad(image, padding, value=0.0), F.pad(label, padding, value=IGNORE_LABEL)
 
 
 def random_flip(
@@ -478,19 +481,22 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
 
     Training batches (`training_batch(rng)`: every random choice from `rng`, so batch k is a
     function of (sample_seed, k) and a resumed run sees the same batches), B = batch_size:
-        stage "source":       {"images": [B, 3, sh, sw], "labels": int64 [B, sh, sw]}: GTAV pairs
-                              resized to source_size = (sw, sh), then flip and colour jitter when
-                              enabled.
+        stage "source":       {"images": [B, 3, sh, sw], "labels": int64 [B, sh, sw]}: GTAV pairs,
+                              colour-jittered when enabled, resized to source_size = (sw, sh),
+                              flipped when enabled.
         stage "adversarial":  {"images": [B/2, 3, sh, sw], "labels": [B/2, sh, sw]} as in "source",
                               plus "target_images": [B/2, 3, th, tw]: Cityscapes train images
                               resized to target_size = (tw, th), flipped when `flip` (no jitter,
                               no target labels).
         stage "self_distill": {"images": [B, 3, th, tw], "labels": [B, th, tw]}: Cityscapes train
-                              images with their pseudo-labels, scaled by s ~ U(scale_range) relative
-                              to target_size, randomly cropped to target_size (padding: image 0,
-                              label 255), then flip and colour jitter when enabled.
+                              images with their pseudo-labels, colour-jittered when enabled, scaled
+                              by s ~ U(scale_range) relative to their own size (2048x1024),
+                              randomly cropped to target_size (padding: image 0, label 255),
+                              flipped when enabled.
     Labels are train ids (0..18, 255 ignored). Images are ImageNet mean/std normalised when
-    `normalize`, else in [0, 1]; jitter applies to the [0, 1] image, before normalisation.
+    `normalize`, else in [0, 1]. The order is the official transforms' (`build_transform` of
+    `FADA/core/datasets/build.py`): jitter on the full [0, 1] image, resize or scale and crop,
+    flip, normalise; every resize of an image is bicubic (PIL's), of a label nearest-neighbour.
     Each batch draws distinct images of each pool.
 
     Validation and test (the same loader): Cityscapes `eval_split`, the first `num_eval` pairs in
@@ -612,31 +618,36 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
 
     # ---- training ----------------------------------------------------------------------------
 
-    def _augment(
-        self, image: torch.Tensor, label: torch.Tensor | None, rng: torch.Generator, jitter: bool
+    def _jitter(self, image: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """Colour jitter (when `colour_jitter`) of a full image, before any geometry, as the official
+        transform lists put ColorJitter first."""
+        hp = self.hparams
+        return colour_jitter(image, *hp.jitter_strength, rng) if hp.colour_jitter else image
+
+    def _finish(
+        self, image: torch.Tensor, label: torch.Tensor | None, rng: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Flip (when `flip`), colour jitter (when `jitter` and `colour_jitter`), then normalise."""
+        """Flip (when `flip`), then normalise (when `normalize`): the end of every official transform list."""
         hp = self.hparams
         if hp.flip:
             image, label = random_flip(image, label, rng)
-        if jitter and hp.colour_jitter:
-            image = colour_jitter(image, *hp.jitter_strength, rng)
         return (normalize_image(image) if hp.normalize else image), label
 
     def _source_example(self, index: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = resize(*load_pair(*self.source_pairs[index], resize_label_to_image=True), self.source_size)
-        return self._augment(image, label, rng, jitter=True)
+        image, label = load_pair(*self.source_pairs[index], resize_label_to_image=True)
+        image, label = resize(self._jitter(image, rng), label, self.source_size)
+        return self._finish(image, label, rng)
 
     def _target_image(self, index: int, rng: torch.Generator) -> torch.Tensor:
-        image = resize_image(load_rgb(self.target_images[index]), self.target_size)
-        return self._augment(image, None, rng, jitter=False)[0]
+        """A Cityscapes train image at target_size, without jitter (the official target transform has none)."""
+        return self._finish(resize_image(load_rgb(self.target_images[index]), self.target_size), None, rng)[0]
 
     def _distill_example(self, index: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         image, label = load_pair(self.target_images[index], self.pseudo_labels[index], True, label_ids=False)
         image, label = random_scale_crop(
-            image, label, self.hparams.scale_range, self.target_size, rng, base=self.target_size
+            self._jitter(image, rng), label, self.hparams.scale_range, self.target_size, rng
         )
-        return self._augment(image, label, rng, jitter=True)
+        return self._finish(image, label, rng)
 
     def training_batch(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
         """One training batch of the stage (see the class docstring); all randomness from `rng`."""

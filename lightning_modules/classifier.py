@@ -1,4 +1,4 @@
-"""Image classification with Permuted AdaIN (Nuriel, Benaim and Wolf, CVPR 2021; spec section 4).
+"""Image classification with Permuted AdaIN (Nuriel, Benaim and Wolf, CVPR 2021).
 
 pAdaIN layers sit after every main-path convolution and act only in training; with
 `padain_p = 0` the same module is the baseline. `test` reports clean top-1/top-5 and,
@@ -32,19 +32,24 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
     """A ResNet classifier trained with cross-entropy, optionally with pAdaIN.
 
     Args:
-        arch: "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", or the CIFAR-100-C
-            backbones "resnext29" and "densenet40".
+        arch: "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", the CIFAR-100-C
+            backbones "resnext29" and "densenet40", or "resnet20" (He et al.'s CIFAR ResNet-20, a
+            small network for CPU experiments; not the paper's).
         num_classes: number of classes (10 or 100 for CIFAR).
         cifar_stem: 3x3 stride-1 stem without max-pool, for 32x32 images.
         padain_p: probability that each pAdaIN layer fires per forward (paper: 0.01; 0 = baseline).
         padain_eps: epsilon of the pAdaIN statistics.
-        padain_legacy_stats: the statistics of the paper's experiments (see PermutedAdaIN).
+        padain_legacy_eps: None for the released layer's statistics; a number for those of the
+            paper's experiments, with this added to the content std (1e-5 in the official
+            classification code, 1e-4 in its CIFAR-100-C code; see PermutedAdaIN).
         lr: SGD learning rate (after warm-up).
         momentum: SGD momentum.
         nesterov: Nesterov momentum.
         weight_decay: L2 weight decay.
         warmup_epochs: linear warm-up of the LR over this many epochs, per step (CIFAR recipe: 1).
-        milestones: epochs at which the LR is multiplied by `gamma` (CIFAR-100 recipe: 60, 120, 160).
+        milestones: the LR is multiplied by `gamma` once this many epochs are done (the ImageNet
+            recipe's 30, 60; the official CIFAR-100 loop decays at the start of its epochs 60, 120
+            and 160, counted from 1, that is after 59, 119 and 159 epochs).
         gamma: LR decay factor at each milestone (CIFAR-100 recipe: 0.2).
         schedule: "step" (warm-up, then the milestones) or "cosine" (warm-up, then cosine
             annealing per step down to `min_lr`, the AugMix recipe).
@@ -69,13 +74,13 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         cifar_stem: bool = True,
         padain_p: float = 0.01,
         padain_eps: float = 1e-5,
-        padain_legacy_stats: bool = False,
+        padain_legacy_eps: float | None = None,
         lr: float = 0.1,
         momentum: float = 0.9,
         nesterov: bool = False,
         weight_decay: float = 5e-4,
         warmup_epochs: float = 1.0,
-        milestones: list[int] = (60, 120, 160),
+        milestones: list[int] = (59, 119, 159),
         gamma: float = 0.2,
         schedule: str = "step",
         min_lr: float = 1e-6,
@@ -86,9 +91,9 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         self.save_hyperparameters(ignore=["network"])  # a given network is rebuilt from its config
         check_settings(self)
         if network is None:
-            network = build_classifier(arch, num_classes, cifar_stem, padain_p, padain_eps, padain_legacy_stats)
+            network = build_classifier(arch, num_classes, cifar_stem, padain_p, padain_eps, padain_legacy_eps)
         elif padain_p > 0:
-            insert_permuted_adain(network, padain_p, padain_eps, padain_legacy_stats)
+            insert_permuted_adain(network, padain_p, padain_eps, padain_legacy_eps)
         self.network = network
         self.val_accuracy = self._accuracy()
         self.test_accuracy = torch.nn.ModuleList()

@@ -1,4 +1,4 @@
-"""Semantic segmentation with Permuted AdaIN, GTAV -> Cityscapes (Nuriel et al., CVPR 2021; spec 4.3.5).
+"""Semantic segmentation with Permuted AdaIN, GTAV -> Cityscapes (Nuriel et al., CVPR 2021).
 
 DeepLab-v2 (ResNet-101, output stride 8, ASPP-v2 head) with pAdaIN after every bottleneck
 convolution of the backbone. Trained with pixel-wise cross-entropy (label 255 ignored) on
@@ -24,7 +24,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from lightning_modules.checkpoint_files import load_checkpoint_file
 from lightning_modules.networks.deeplab import BACKBONES, ClassDomainDiscriminator, DeepLabV2
-from lightning_modules.networks.padain import MODES, PermutedAdaINCheckpointing
+from lightning_modules.networks.padain import MODES, PermutedAdaINCheckpointing, padain_suspended
 from lightning_modules.settings import (
     AT_LEAST_1,
     BETAS,
@@ -53,6 +53,8 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         padain_p: pAdaIN probability (0.01; 0 is the baseline).
         padain_mode: "permute" (source-only and self-distillation stages), or "source_to_target"
             (the adversarial stage: source features take the statistics of the target images).
+        padain_legacy_eps: None, or the statistics of the paper's experiments with this added to
+            the content std (1e-4 in the official segmentation code; see PermutedAdaIN).
         adaptation: "none" trains on labelled batches; "fada" is the adversarial stage, on batches
             of source images with labels and unlabelled target images (see `training_step`).
         init_checkpoint: a SemanticSegmenter checkpoint of an earlier stage whose network weights
@@ -100,6 +102,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         poly_power: float = 0.9,
         ignore_index: int = 255,
         padain_mode: str = "permute",
+        padain_legacy_eps: float | None = None,
         adaptation: str = "none",
         temperature: float = 1.8,
         soft_label_max: float = 0.9,
@@ -117,7 +120,9 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
             raise ValueError(
                 "padain_mode='source_to_target' needs batches of [source; target] halves: set adaptation='fada'"
             )
-        self.network = DeepLabV2(num_classes, backbone, backbone_weights, frozen_batch_norm, padain_p, padain_mode)
+        self.network = DeepLabV2(
+            num_classes, backbone, backbone_weights, frozen_batch_norm, padain_p, padain_mode, padain_legacy_eps
+        )
         self.discriminator = ClassDomainDiscriminator(2048, num_classes) if adaptation == "fada" else None
         self.automatic_optimization = self.discriminator is None
         if backbone_weights is None and init_checkpoint is None:
@@ -169,41 +174,48 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         return loss
 
     def _adversarial_step(self, batch: dict[str, torch.Tensor]) -> None:
-        """One FADA iteration (spec 4.3.5) on source images [B, 3, H, W] with labels [B, H, W]
-        and target images [B, 3, h, w] (resized to H x W).
+        """One iteration of `train_adv.py` (FADA with pAdaIN) on source images [B, 3, H, W] with
+        labels [B, H, W] and target images [B, 3, h, w] at their own size.
 
-        One backbone pass over [source; target] (so that pAdaIN's source_to_target mode gives
-        source features the target's statistics), then: the network steps on
+        Two backbone passes. The first runs over [source; target resized to H x W] (nearest
+        neighbour, F.interpolate's default there), so that pAdaIN's source_to_target mode gives
+        source features the target's statistics, and keeps only its source half. The second runs
+        over the target images at their own size, without pAdaIN (see `_target_features`); its
+        features give the adversarial term, the target soft labels and the discriminator's target
+        term. The network then steps on
             CE(source scores / T, labels) + w * softCE(D(target features), [target soft labels, 0]),
         which pulls target features towards "source pixel of class k"; the discriminator steps on
             0.5 * softCE(D(source), [source soft, 0]) + 0.5 * softCE(D(target), [0, target soft])
-        on the detached features. Soft labels are softmax(scores / T), detached, clipped.
+        on the detached features. Scores and discriminator outputs are upsampled to their images'
+        sizes; soft labels are softmax(scores / T), detached, clipped.
         """
         hp = self.hparams
         network_optimizer, discriminator_optimizer = self.optimizers()
-        size = batch["labels"].shape[-2:]
-        targets = F.interpolate(batch["target_images"], size=size, mode="bilinear", align_corners=True)
-        features = self.network.backbone(torch.cat([batch["images"], targets]))  # [2B, 2048, H/8, W/8]
-        source_features, target_features = features.chunk(2)
-        source_scores = upsample(self.network.classifier(source_features), size) / hp.temperature  # [B, K, H, W]
-        target_scores = upsample(self.network.classifier(target_features), size) / hp.temperature
-        source_soft, target_soft = (
-            soft_labels(source_scores, hp.soft_label_max),
-            soft_labels(target_scores, hp.soft_label_max),
-        )
-        nothing = torch.zeros_like(target_soft)
+        images, targets = batch["images"], batch["target_images"]
+        source_size, target_size = images.shape[-2:], targets.shape[-2:]
+        joint = torch.cat([images, F.interpolate(targets, size=source_size, mode="nearest")])
+        source_features = self.network.backbone(joint)[: len(images)]  # [B, 2048, H/8, W/8]
+        source_scores = upsample(self.network.classifier(source_features), source_size) / hp.temperature
+        target_features = self._target_features(targets)  # [B, 2048, h/8, w/8]
+        target_scores = upsample(self.network.classifier(target_features), target_size) / hp.temperature
+        source_soft = soft_labels(source_scores, hp.soft_label_max)  # [B, K, H, W]
+        target_soft = soft_labels(target_scores, hp.soft_label_max)  # [B, K, h, w]
 
         segmentation = F.cross_entropy(source_scores, batch["labels"], ignore_index=hp.ignore_index)
-        fool = soft_cross_entropy(self._discriminate(target_features, size), torch.cat([target_soft, nothing], 1))
+        fool = soft_cross_entropy(
+            self._discriminate(target_features, target_size), torch.cat([target_soft, torch.zeros_like(target_soft)], 1)
+        )
         network_optimizer.zero_grad(set_to_none=True)
         self.manual_backward(segmentation + hp.adversarial_weight * fool)
         network_optimizer.step()
 
         source_term = soft_cross_entropy(
-            self._discriminate(source_features.detach(), size), torch.cat([source_soft, nothing], 1)
+            self._discriminate(source_features.detach(), source_size),
+            torch.cat([source_soft, torch.zeros_like(source_soft)], 1),
         )
         target_term = soft_cross_entropy(
-            self._discriminate(target_features.detach(), size), torch.cat([nothing, target_soft], 1)
+            self._discriminate(target_features.detach(), target_size),
+            torch.cat([torch.zeros_like(target_soft), target_soft], 1),
         )
         discriminator = 0.5 * source_term + 0.5 * target_term
         discriminator_optimizer.zero_grad(set_to_none=True)
@@ -214,6 +226,13 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         self.log("train/lr", network_optimizer.param_groups[0]["lr"])
         for scheduler in self.lr_schedulers():
             scheduler.step()
+
+    def _target_features(self, targets: torch.Tensor) -> torch.Tensor:
+        """Backbone features of the target images alone, with pAdaIN suspended: a target-only batch
+        has no source half to restyle, and in the official recipe (one target image per GPU) the
+        official layer returns a batch of one unchanged."""
+        with padain_suspended(self.network.backbone):
+            return self.network.backbone(targets)
 
     def _discriminate(self, features: torch.Tensor, size: torch.Size) -> torch.Tensor:
         """Discriminator scores [B, 2K, H, W] of features [B, 2048, h, w], upsampled to `size`."""

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from datamodules.augmix import OPERATIONS, augmix
+from datamodules.augmix import OPERATIONS, augmix, rotate, translate_x, translate_y
 from datamodules.cifar import CIFARDataModule
 from datamodules.synthetic import class_pattern_images, write_cifar
 from lightning_modules.networks.losses import jensen_shannon_consistency
@@ -31,6 +31,33 @@ def test_every_operation_keeps_size_and_mode():
     for operation in OPERATIONS:
         out = operation(image, 3, rng)
         assert out.size == image.size and out.mode == "RGB", operation.__name__
+
+
+def official_strength(severity: int, maximum: float, rng: np.random.Generator, integer: bool) -> float:
+    """`corruption/augmentations.py` of onuriel/PermutedAdaIN: int_parameter or float_parameter of
+    sample_level, negated when uniform() > 0.5."""
+    level = rng.uniform(low=0.1, high=severity) * maximum / 10
+    level = int(level) if integer else level
+    return -level if rng.uniform() > 0.5 else level
+
+
+def test_rotate_and_translate_take_whole_degrees_and_pixels_as_the_official_code():
+    image = Image.fromarray(class_pattern_images(np.array([1]), 3)[0])
+    fractional = 0
+    for seed in range(6):
+        degrees = official_strength(3, 30, np.random.default_rng(seed), integer=True)
+        assert (
+            rotate(image, 3, np.random.default_rng(seed)).tobytes() == image.rotate(degrees, Image.BILINEAR).tobytes()
+        )
+        float_degrees = official_strength(3, 30, np.random.default_rng(seed), integer=False)
+        fractional += (
+            image.rotate(float_degrees, Image.BILINEAR).tobytes() != image.rotate(degrees, Image.BILINEAR).tobytes()
+        )
+        pixels = official_strength(3, 32 / 3, np.random.default_rng(seed), integer=True)
+        for operation, matrix in ((translate_x, (1, 0, pixels, 0, 1, 0)), (translate_y, (1, 0, 0, 0, 1, pixels))):
+            expected = image.transform((32, 32), Image.AFFINE, matrix, resample=Image.BILINEAR)
+            assert operation(image, 3, np.random.default_rng(seed)).tobytes() == expected.tobytes()
+    assert fractional > 0  # float strengths (the earlier version) would give other images
 
 
 def test_augmix_view_is_a_mixture_near_the_image():

@@ -1,14 +1,19 @@
 """ImageClassifier with pAdaIN: data layouts, the CLI, DDP and the corruption report."""
 
+import math
 import pickle
+import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import yaml
+from torch.optim.lr_scheduler import LRScheduler, MultiStepLR
 
 from datamodules.cifar import CIFARDataModule, read_cifar, read_corruption
 from datamodules.synthetic import write_cifar, write_cifar_c
-from lightning_modules.classifier import corruption_summary
+from lightning_modules.classifier import ImageClassifier, corruption_summary
 from lightning_modules.networks.classifiers import build_classifier
 from tests.helpers import REPO, run_cli, run_cli_subprocess
 
@@ -146,7 +151,7 @@ def test_class_folders_must_match_the_training_classes(tmp_path):
         ImageFolderDataModule(str(tmp_path / "nowhere"))
 
 
-@pytest.mark.parametrize(("arch", "points"), [("resnext29", 28), ("densenet40", 37)])
+@pytest.mark.parametrize(("arch", "points"), [("resnext29", 28), ("densenet40", 37), ("resnet20", 19)])
 def test_cifar_c_backbones(arch, points):
     network = build_classifier(arch, 100, cifar_stem=True, padain_p=1.0)
     inserted = [name for name, module in network.named_modules() if hasattr(module, "padain")]
@@ -170,3 +175,87 @@ def test_any_network_given_by_class_path(cifar, tmp_path):
     assert sum(hasattr(m, "padain") for m in cli.model.network.modules()) == 52  # every convolution
     tested = run_cli("test", *common, f"--ckpt_path={root / 'checkpoints' / 'last.ckpt'}")
     assert 0 <= tested.trainer.callback_metrics["test/top1"] <= 1
+
+
+class OfficialWarmUp(LRScheduler):
+    """`WarmUpLR` of the official `classification/utils.py`: base_lr * steps / total_iters."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_iters: int) -> None:
+        self.total_iters = total_iters
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        return [base_lr * self.last_epoch / (self.total_iters + 1e-8) for base_lr in self.base_lrs]
+
+
+def official_cifar100_rates(epochs: int, steps_per_epoch: int) -> list[float]:
+    """The LR of every step of the official `classification/cifar100.py` loop: epochs counted from 1,
+    MultiStepLR([60, 120, 160], 0.2) stepped with the epoch from the second on, warm-up in the first."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    train_scheduler = MultiStepLR(optimizer, milestones=[60, 120, 160], gamma=0.2)
+    warmup_scheduler = OfficialWarmUp(optimizer, steps_per_epoch)
+    rates = []
+    for epoch in range(1, epochs + 1):
+        if epoch > 1:
+            with warnings.catch_warnings():  # step(epoch) is deprecated, and what the official loop calls
+                warnings.simplefilter("ignore")
+                train_scheduler.step(epoch)
+        for _ in range(steps_per_epoch):
+            if epoch <= 1:
+                warmup_scheduler.step()
+            rates.append(optimizer.param_groups[0]["lr"])
+    return rates
+
+
+def our_rates(epochs: int, steps_per_epoch: int, milestones: list[int]) -> list[float]:
+    model = ImageClassifier(network=torch.nn.Linear(2, 2), padain_p=0.0, milestones=milestones)
+    model.trainer = SimpleNamespace(estimated_stepping_batches=epochs * steps_per_epoch, max_epochs=epochs)
+    config = model.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_cifar100_schedule_is_the_official_one_step_by_step():
+    """The config's milestones [59, 119, 159] give the official LR at every step; [60, 120, 160]
+    (the earlier config) decayed one epoch late."""
+    milestones = yaml.safe_load((REPO / "configs/padain/cifar100_resnet18.yaml").read_text())["model"]["init_args"][
+        "milestones"
+    ]
+    official = official_cifar100_rates(epochs=165, steps_per_epoch=3)
+    assert our_rates(165, 3, milestones) == pytest.approx(official, rel=1e-6)  # the official +1e-8
+    late = our_rates(165, 3, [60, 120, 160])
+    assert [step for step, (a, b) in enumerate(zip(late, official)) if not math.isclose(a, b, rel_tol=1e-6)] == [
+        step for epoch in (59, 119, 159) for step in range(3 * epoch, 3 * epoch + 3)
+    ]
+
+
+@pytest.mark.parametrize(("arch", "he_linear"), [("resnext29", True), ("densenet40", False)])
+def test_cifar_c_backbones_start_from_the_official_he_normal_init(arch, he_linear):
+    """`resnext.py` and `densenet.py` of the official corruption code: conv weights ~ N(0, 2 / (k*k*out)),
+    BatchNorm 1 and 0, Linear bias 0 and (ResNeXt) Linear weights ~ N(0, 2 / in_features)."""
+    torch.manual_seed(0)
+    network = build_classifier(arch, 100, cifar_stem=True, padain_p=0.0)
+
+    def check_normal(weight: torch.Tensor, std: float) -> None:
+        values = weight.detach().double().flatten()
+        assert abs(values.std().item() / std - 1) < 5 / math.sqrt(2 * values.numel())  # 5 standard errors
+        assert abs(values.mean().item()) < 5 * std / math.sqrt(values.numel())
+        if values.numel() >= 10_000:  # a normal's kurtosis is 3, a uniform's (PyTorch's default) 1.8
+            assert abs((((values - values.mean()) / values.std()) ** 4).mean().item() - 3) < 0.3
+
+    convolutions = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convolutions:
+        check_normal(conv.weight, math.sqrt(2 / (conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels)))
+    for norm in (m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and not norm.bias.any()
+    linear = network.fc
+    assert not linear.bias.any()
+    if he_linear:
+        check_normal(linear.weight, math.sqrt(2 / linear.in_features))
+    else:  # PyTorch's default, uniform within 1 / sqrt(in_features)
+        assert linear.weight.abs().max() <= 1 / math.sqrt(linear.in_features)

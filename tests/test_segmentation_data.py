@@ -201,31 +201,45 @@ def test_empty_split_and_image_folders_name_the_folder_and_layout(damaged):
 # ---- transforms ------------------------------------------------------------------------------
 
 
-def test_resize_is_bilinear_for_images_and_nearest_for_labels():
+def test_resize_is_bicubic_for_images_and_nearest_for_labels():
     image = torch.rand(3, 8, 12)
     label = torch.randint(0, 3, (8, 12)) * 10
     resized_image, resized_label = resize(image, label, (6, 4))
     assert resized_image.shape == (3, 4, 6) and resized_label.shape == (4, 6)
     assert torch.equal(resized_label, label[1::2, 1::2])  # the source pixel under each output centre
-    # antialiased bilinear, as PIL resizes (a triangle filter stretched by the downscale factor)
-    pil = [np.asarray(Image.fromarray(channel.numpy()).resize((6, 4), Image.BILINEAR)) for channel in image]
-    assert torch.allclose(resized_image, torch.from_numpy(np.stack(pil)), atol=1e-5)
+    # PIL's BICUBIC, as the official transforms resize (a cubic filter stretched by the downscale factor)
+    for size in ((6, 4), (20, 13)):
+        pil = [np.asarray(Image.fromarray(channel.numpy()).resize(size, Image.BICUBIC)) for channel in image]
+        expected = torch.from_numpy(np.stack(pil)).clamp(0, 1)
+        assert torch.allclose(resize(image, label, size)[0], expected, atol=1e-5)
     with pytest.raises(ValueError, match="differ in size"):
         resize(image, label[:4], (6, 4))
 
 
-def test_random_scale_crop_pads_labels_with_255_and_images_with_0():
-    image, label = torch.ones(3, 8, 10), torch.zeros(8, 10, dtype=torch.long)
-    rng = torch.Generator().manual_seed(0)
-    cropped_image, cropped_label = random_scale_crop(image, label, (0.5, 0.5), (10, 8), rng)
-    assert cropped_image.shape == (3, 8, 10) and cropped_label.shape == (8, 10)
-    assert (
-        (cropped_label[:4, :5] == 0).all() and (cropped_label[4:] == 255).all() and (cropped_label[:, 5:] == 255).all()
-    )
-    assert (cropped_image[:, :4, :5] == 1).all() and (cropped_image[:, 4:] == 0).all()
-    # `base` sets what scale 1 means; a larger scaled pair is cropped, not padded
-    crop_image, crop_label = random_scale_crop(image, label, (1.5, 2.0), (4, 3), rng, base=(10, 8))
-    assert crop_image.shape == (3, 3, 4) and (crop_label == 0).all()
+def official_crop_offsets(seed: int, padded: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int]:
+    """(top, left) that random_scale_crop draws from torch.Generator(seed), after its scale draw."""
+    rng = torch.Generator().manual_seed(seed)
+    torch.rand((), generator=rng)
+    top = int(torch.randint(padded[1] - crop[1] + 1, (), generator=rng))
+    return top, int(torch.randint(padded[0] - crop[0] + 1, (), generator=rng))
+
+
+def test_random_scale_crop_scales_from_the_own_size_and_pads_both_sides_as_the_official_crop():
+    """RandomScale then RandomCrop(pad_if_needed) of `FADA/core/datasets/transform.py`, computed directly:
+    a 10x8 pair at scale 0.5 is 5x4, padded by the shortfall on both sides to 15x12 (image 0, label
+    255), then cropped at 10x8."""
+    image, label = torch.rand(3, 8, 10), torch.randint(0, 19, (8, 10))
+    small_image, small_label = resize(image, label, (5, 4))
+    padded_image, padded_label = torch.zeros(3, 12, 15), torch.full((12, 15), 255)
+    padded_image[:, 4:8, 5:10], padded_label[4:8, 5:10] = small_image, small_label
+    for seed in range(4):
+        top, left = official_crop_offsets(seed, (15, 12), (10, 8))
+        cropped = random_scale_crop(image, label, (0.5, 0.5), (10, 8), torch.Generator().manual_seed(seed))
+        assert torch.equal(cropped[0], padded_image[:, top : top + 8, left : left + 10])
+        assert torch.equal(cropped[1], padded_label[top : top + 8, left : left + 10])
+    # sizes truncate as int(): 10x8 at 0.75 is 7x6 (rounding would give 8x6), cropped whole at 7x6
+    whole = random_scale_crop(image, label, (0.75, 0.75), (7, 6), torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(whole, resize(image, label, (7, 6))))
 
 
 def test_random_flip_moves_image_and_label_together():
@@ -290,6 +304,20 @@ def test_source_batch_without_augmentation_is_the_resized_pairs(trees):
         assert torch.equal(batch["images"][position], image) and torch.equal(batch["labels"][position], label)
 
 
+def test_source_jitter_comes_before_the_resize_as_in_the_official_transforms(trees):
+    """`build_transform` of the official code lists ColorJitter first: on the full image, then Resize."""
+    gtav, cityscapes, _ = trees
+    datamodule = GTAVCityscapesDataModule(gtav, cityscapes, normalize=False, colour_jitter=True, **SMALL)
+    batch = batch_of(datamodule, seed=2)
+    rng = torch.Generator().manual_seed(2)
+    picks = torch.randperm(6, generator=rng)[:4].tolist()
+    for position, index in enumerate(picks):
+        image, label = load_pair(*gtav_pairs(gtav)[index])
+        expected = resize(colour_jitter(image, 0.5, 0.5, 0.5, 0.2, rng), label, (32, 18))
+        assert torch.equal(batch["images"][position], expected[0])
+        assert torch.equal(batch["labels"][position], expected[1])
+
+
 def test_adversarial_batches_hold_half_source_half_target(trees):
     gtav, cityscapes, _ = trees
     datamodule = GTAVCityscapesDataModule(gtav, cityscapes, stage="adversarial", flip=True, **SMALL)
@@ -323,6 +351,24 @@ def test_self_distill_batches_read_the_pseudo_labels(trees, tmp_path):
     assert set(labels.unique().tolist()) <= {5, 255} and (labels == 5).float().mean() > 0.5
     unscaled = batch_of(GTAVCityscapesDataModule(None, cityscapes, **(options | {"scale_range": (1.0, 1.0)})))
     assert (unscaled["labels"] == 5).all()
+
+
+def test_self_distill_crops_come_from_the_full_resolution_image(trees):
+    """At scale 1 a crop of target_size is a window of the image at its own size (64x32 here; 2048x1024
+    in Cityscapes), as the official RandomScale scales relative to the image's own size."""
+    _, cityscapes, pseudo = trees
+    options = {**SMALL, "stage": "self_distill", "scale_range": (1.0, 1.0), "normalize": False}
+    datamodule = GTAVCityscapesDataModule(None, cityscapes, pseudo_label_dir=str(pseudo), **options)
+    batch = batch_of(datamodule, seed=5)
+    rng = torch.Generator().manual_seed(5)
+    picks = torch.randperm(6, generator=rng)[:4].tolist()
+    for position, index in enumerate(picks):
+        image, label = load_pair(datamodule.target_images[index], datamodule.pseudo_labels[index], label_ids=False)
+        torch.rand((), generator=rng)  # the scale
+        top = int(torch.randint(32 - 16 + 1, (), generator=rng))
+        left = int(torch.randint(64 - 32 + 1, (), generator=rng))
+        assert torch.equal(batch["images"][position], image[:, top : top + 16, left : left + 32])
+        assert torch.equal(batch["labels"][position], label[top : top + 16, left : left + 32])
 
 
 def test_self_distill_pseudo_label_errors(trees, tmp_path):

@@ -3,12 +3,14 @@ BatchNorm, the optimizer's groups and poly schedule, ImageNet weights, the modul
 
 from __future__ import annotations
 
+import copy
 import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torchvision.models import resnet50
@@ -117,6 +119,83 @@ def test_fada_discriminator_scores_every_class_in_either_domain():
     assert discriminator(torch.randn(2, 64, 5, 7)).shape == (2, 38, 5, 7)
     with pytest.raises(ValueError, match="set adaptation='fada'"):
         SemanticSegmenter(backbone="resnet50", padain_mode="source_to_target")
+
+
+def official_soft_cross_entropy(prediction: torch.Tensor, soft_label: torch.Tensor) -> torch.Tensor:
+    """`soft_label_cross_entropy` of the official `train_adv.py`."""
+    return torch.mean(torch.sum(-soft_label.float() * F.log_softmax(prediction, dim=1), dim=1))
+
+
+def official_adversarial_iteration(network, discriminator, batch, optimizers, weight: float) -> None:
+    """One iteration of `train_adv.py` (onuriel/PermutedAdaIN, FADA) written out: a joint pass of which
+    only the source half is kept, a second pass over the target at its own size for the adversarial
+    term, the target soft labels and the discriminator's target term."""
+    network_optimizer, discriminator_optimizer = optimizers
+    src_input, src_label, tgt_input = batch["images"], batch["labels"], batch["target_images"]
+    src_size, tgt_size = src_input.shape[-2:], tgt_input.shape[-2:]
+
+    def up(scores, size):
+        return F.interpolate(scores, size=size, mode="bilinear", align_corners=True)
+
+    network_optimizer.zero_grad()
+    inp = torch.cat([src_input, F.interpolate(tgt_input.detach(), src_size)])
+    src_fea = network.backbone(inp)[: len(src_input)]
+    src_pred = up(network.classifier(src_fea), src_size).div(1.8)
+    F.cross_entropy(src_pred, src_label, ignore_index=255).backward()
+    src_soft_label = F.softmax(src_pred, dim=1).detach()
+    src_soft_label[src_soft_label > 0.9] = 0.9
+    tgt_fea = network.backbone(tgt_input)  # one target image: the FADA layer returns it unchanged
+    tgt_pred = up(network.classifier(tgt_fea), tgt_size).div(1.8)
+    tgt_soft_label = F.softmax(tgt_pred, dim=1).detach()
+    tgt_soft_label[tgt_soft_label > 0.9] = 0.9
+    tgt_d_pred = up(discriminator(tgt_fea), tgt_size)
+    nothing = torch.zeros_like(tgt_soft_label)
+    (weight * official_soft_cross_entropy(tgt_d_pred, torch.cat((tgt_soft_label, nothing), dim=1))).backward()
+    network_optimizer.step()
+    discriminator_optimizer.zero_grad()
+    src_d_pred = up(discriminator(src_fea.detach()), src_size)
+    source_nothing = torch.zeros_like(src_soft_label)
+    (0.5 * official_soft_cross_entropy(src_d_pred, torch.cat((src_soft_label, source_nothing), dim=1))).backward()
+    tgt_d_pred = up(discriminator(tgt_fea.detach()), tgt_size)
+    (0.5 * official_soft_cross_entropy(tgt_d_pred, torch.cat((nothing, tgt_soft_label), dim=1))).backward()
+    discriminator_optimizer.step()
+
+
+def test_adversarial_iteration_is_the_official_one():
+    """Against `train_adv.py` written out, on 1 source image (48x64) and 1 target image at its own,
+    other size (40x56), the official per-GPU batch; pAdaIN fires at every layer (p = 1). Both
+    sides step their discriminator with the same plain SGD, so that tiny float differences in its
+    gradients are not magnified by Adam's normalisation."""
+    torch.manual_seed(0)
+    model = SemanticSegmenter(
+        backbone="resnet14_narrow", adaptation="fada", padain_mode="source_to_target", padain_p=1.0,
+        lr=0.01, adversarial_weight=1.0,
+    )  # fmt: skip
+    network, discriminator = copy.deepcopy(model.network), copy.deepcopy(model.discriminator)
+    initial = copy.deepcopy(model.network.classifier.state_dict())
+    batch = {
+        "images": torch.randn(1, 3, 48, 64), "labels": torch.randint(0, 19, (1, 48, 64)),
+        "target_images": torch.randn(1, 3, 40, 56) * 2 + 0.5,
+    }  # fmt: skip
+    ours = (model.configure_optimizers()[0]["optimizer"], torch.optim.SGD(model.discriminator.parameters(), lr=0.1))
+    model.optimizers = lambda: ours
+    model.manual_backward = lambda loss: loss.backward()
+    model.lr_schedulers = lambda: []
+    model.log = model.log_dict = lambda *args, **kwargs: None
+    model.train().training_step(batch, 0)
+    network_optimizer = torch.optim.SGD(  # the module's groups: 10x the LR on the head
+        [{"params": [p for p in network.backbone.parameters() if p.requires_grad], "lr": 0.01},
+         {"params": network.classifier.parameters(), "lr": 0.1}], lr=0.01, momentum=0.9, weight_decay=5e-4,
+    )  # fmt: skip
+    official_adversarial_iteration(
+        network.train(), discriminator.train(), batch,
+        (network_optimizer, torch.optim.SGD(discriminator.parameters(), lr=0.1)), weight=1.0,
+    )  # fmt: skip
+    for (name, expected), actual in zip(network.state_dict().items(), model.network.state_dict().values()):
+        assert torch.allclose(actual, expected, atol=1e-6), name
+    for (name, expected), actual in zip(discriminator.state_dict().items(), model.discriminator.state_dict().values()):
+        assert torch.allclose(actual, expected, atol=1e-6), name
+    assert not torch.equal(initial["branches.0.weight"], model.network.classifier.branches[0].weight)  # it stepped
 
 
 # ---------------------------------------------------------------------- CLI on generated street scenes

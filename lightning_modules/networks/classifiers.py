@@ -1,4 +1,5 @@
-"""Image classification backbones, with Permuted AdaIN inserted where the spec puts it (section 4.2)."""
+"""Image classification backbones, with Permuted AdaIN after every main-path convolution, where the
+official code (onuriel/PermutedAdaIN, `classification/architectures/`, `corruption/third_party/`) puts it."""
 
 from __future__ import annotations
 
@@ -8,11 +9,42 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import models
+from torchvision.models.resnet import BasicBlock
 
 from lightning_modules.networks.padain import insert_permuted_adain
 
 RESNETS = {"resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50": models.resnet50,
            "resnet101": models.resnet101, "resnet152": models.resnet152}  # fmt: skip
+
+
+class CifarResNet(nn.Module):
+    """He et al.'s CIFAR ResNet (CVPR 2016, section 4.2): a 3x3 stem of 16 channels, then 3 stages
+    of `blocks` basic blocks of 16, 32 and 64 channels (strides 1, 2, 2), global average pooling
+    and a linear layer; 6 * blocks + 2 layers (ResNet-20 at 3 blocks, 19 pAdaIN points). Shortcuts
+    that change the shape are 1x1 convolutions with BatchNorm (He et al.'s option B). Not a network
+    of the pAdaIN paper: a small ResNet for the CPU experiment of benchmarks/padain_digits.py.
+    """
+
+    def __init__(self, num_classes: int, blocks: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+        stages, channels = [], 16
+        for width, stride in ((16, 1), (32, 2), (64, 2)):
+            for index in range(blocks):
+                step = stride if index == 0 else 1
+                downsample = None
+                if step != 1 or channels != width:
+                    downsample = nn.Sequential(nn.Conv2d(channels, width, 1, step, bias=False), nn.BatchNorm2d(width))
+                stages.append(BasicBlock(channels, width, step, downsample))
+                channels = width
+        self.blocks = nn.Sequential(*stages)
+        self.fc = nn.Linear(channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))  # [N, 64, 8, 8] -> [N, classes]
 
 
 class ResNeXtBottleneck(nn.Module):
@@ -119,30 +151,56 @@ class DigitClassifier(nn.Sequential):
         super().__init__(*blocks, nn.Flatten(), nn.Linear(width * 4 * 4 * 4, num_classes))
 
 
+def he_normal_init(network: nn.Module, linear: bool) -> nn.Module:
+    """The initialisation of the official CIFAR-100-C backbones (`resnext.py`, `densenet.py` of AugMix's
+    third_party code): convolution weights ~ N(0, 2 / (k_h * k_w * out_channels)) (He-normal over the
+    fan-out), BatchNorm weight 1 and bias 0, Linear bias 0, and with `linear` (ResNeXt) Linear
+    weights ~ N(0, 2 / in_features) (He-normal over the fan-in); DenseNet keeps PyTorch's Linear weights."""
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            if linear:
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    return network
+
+
 def build_classifier(
-    arch: str, num_classes: int, cifar_stem: bool, padain_p: float, padain_eps: float = 1e-5, legacy_stats: bool = False
+    arch: str,
+    num_classes: int,
+    cifar_stem: bool,
+    padain_p: float,
+    padain_eps: float = 1e-5,
+    legacy_eps: float | None = None,
 ) -> nn.Module:
     """A classifier with pAdaIN after every main-path convolution.
 
     `arch` is a torchvision ResNet (v1.5; `cifar_stem` gives the CIFAR variant of the pAdaIN
     code: a 3x3 stride-1 stem and no max-pool, for 32x32 inputs) or one of the CIFAR-100-C
-    backbones "resnext29" and "densenet40" (whose transition convolutions get no pAdaIN,
-    as in the official code). With `padain_p` = 0 no layer is inserted (the baseline); the
-    state_dict is the same either way.
+    backbones "resnext29" and "densenet40" (initialised as the official code does, and
+    DenseNet's transition convolutions get no pAdaIN, as there), or "resnet20" (He et al.'s
+    CIFAR ResNet-20, a small network for CPU experiments). With `padain_p` = 0 no layer is
+    inserted (the baseline); the state_dict is the same either way.
     """
     if arch == "resnext29":
-        network = CifarResNeXt29(num_classes)
+        network = he_normal_init(CifarResNeXt29(num_classes), linear=True)
     elif arch == "densenet40":
-        network = CifarDenseNet40(num_classes)
+        network = he_normal_init(CifarDenseNet40(num_classes), linear=False)
+    elif arch == "resnet20":
+        network = CifarResNet(num_classes)
     elif arch in RESNETS:
         network = RESNETS[arch](num_classes=num_classes)
     else:
-        raise ValueError(f"arch={arch!r}; expected one of {sorted(RESNETS) + ['densenet40', 'resnext29']}")
+        raise ValueError(f"arch={arch!r}; expected one of {sorted(RESNETS) + ['densenet40', 'resnet20', 'resnext29']}")
     if cifar_stem and arch in RESNETS:
         network.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(network.conv1.weight, mode="fan_out", nonlinearity="relu")
         network.maxpool = nn.Identity()
     if padain_p > 0:
         skip = ("downsample", "shortcut", "transition")
-        insert_permuted_adain(network, padain_p, padain_eps, legacy_stats, skip=skip)
+        insert_permuted_adain(network, padain_p, padain_eps, legacy_eps, skip=skip)
     return network

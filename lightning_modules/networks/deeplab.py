@@ -1,4 +1,5 @@
-"""DeepLab-v2 with a torchvision ResNet backbone, for segmentation with Permuted AdaIN (spec 4.2, 4.3.5).
+"""DeepLab-v2 with a torchvision ResNet backbone, for segmentation with Permuted AdaIN (the `FADA/`
+code of onuriel/PermutedAdaIN).
 
 The backbone is a torchvision ResNet (v1.5) whose layers 3 and 4 trade their stride for
 dilation 2 and 4 (output stride 8, 2048 channels); the ASPP-v2 head is four 3x3 convolutions
@@ -69,6 +70,8 @@ class DeepLabV2(nn.Module):
             stem excluded as in the official segmentation code; 0 inserts none (the baseline).
         padain_mode: "permute", or "source_to_target" for batches of [source; target] halves
             (the adversarial stage).
+        padain_legacy_eps: None, or the statistics of the paper's experiments with this added to
+            the content std (1e-4 in the official segmentation code; see PermutedAdaIN).
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class DeepLabV2(nn.Module):
         frozen_batch_norm: bool = True,
         padain_p: float = 0.01,
         padain_mode: str = "permute",
+        padain_legacy_eps: float | None = None,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -92,9 +96,11 @@ class DeepLabV2(nn.Module):
         )  # fmt: skip
         if frozen_batch_norm:
             freeze_batch_norm(self.backbone)
-        self.num_padain = (
-            insert_permuted_adain(self.backbone, padain_p, stem=False, mode=padain_mode) if padain_p > 0 else 0
-        )
+        self.num_padain = 0
+        if padain_p > 0:
+            self.num_padain = insert_permuted_adain(
+                self.backbone, padain_p, legacy_eps=padain_legacy_eps, stem=False, mode=padain_mode
+            )
         self.classifier = ASPPv2(2048, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -105,7 +111,7 @@ class ClassDomainDiscriminator(nn.Module):
     """FADA's fine-grained discriminator: features [B, C, h, w] -> scores [B, 2K, h, w].
 
     Channels 0..K-1 score "source pixel of class k", channels K..2K-1 "target pixel of class k";
-    trained against class soft labels (spec 4.3.5): two 3x3 convolutions with LeakyReLU(0.2),
+    trained against class soft labels (`FADA/core/models/discriminator.py`): two 3x3 convolutions with LeakyReLU(0.2),
     then two 3x3 heads of K channels each.
     """
 
