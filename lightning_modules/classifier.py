@@ -62,6 +62,7 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
 
     setting_rules = {
         "arch": OneOf(ARCHITECTURES), "num_classes": Range(2), "padain_p": PROBABILITY, "padain_eps": POSITIVE,
+        "padain_legacy_eps": POSITIVE,
         "lr": POSITIVE, "momentum": Range(0, 1, open_high=True), "weight_decay": NON_NEGATIVE,
         "warmup_epochs": NON_NEGATIVE, "milestones": Each(NON_NEGATIVE), "gamma": POSITIVE,
         "schedule": OneOf(("step", "cosine")), "min_lr": NON_NEGATIVE, "jsd_weight": NON_NEGATIVE,

@@ -79,7 +79,8 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
     """
 
     setting_rules = {
-        "num_classes": Range(2), "backbone": OneOf(tuple(BACKBONES)), "padain_p": PROBABILITY, "lr": POSITIVE,
+        "num_classes": Range(2), "backbone": OneOf(tuple(BACKBONES)), "padain_p": PROBABILITY,
+        "padain_legacy_eps": POSITIVE, "lr": POSITIVE,
         "head_lr_factor": POSITIVE, "momentum": Range(0, 1, open_high=True), "weight_decay": NON_NEGATIVE,
         "poly_iterations": AT_LEAST_1, "poly_power": POSITIVE, "padain_mode": OneOf(MODES),
         "adaptation": OneOf(ADAPTATIONS), "temperature": POSITIVE, "soft_label_max": Range(0, 1, open_low=True),
