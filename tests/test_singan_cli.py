@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Callback, Trainer
 from PIL import Image
 from scipy import ndimage
 from skimage import filters, morphology
@@ -137,6 +138,41 @@ def test_predict_injects_and_composites_as_the_official_scripts(trained, tmp_pat
     composite = feathered * expected + (1 - feathered) * training_image.pyramid[-1]
     assert (read_png(harmonized / "sample_00000.png") - composite).abs().max() < 2.5 / 255
     assert 0 < feathered[..., 16].mean() < 1  # the feathered edge lies inside the image
+
+
+class RecNoiseRecorder(Callback):
+    """Keeps the reconstruction noise z* after every training iteration."""
+
+    def __init__(self) -> None:
+        self.rec_noise: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: SinGAN, *args) -> None:
+        self.rec_noise.append(pl_module.rec_noise.clone())
+
+
+@pytest.mark.parametrize("resample", [False, True])
+def test_resample_rec_noise_redraws_z_star_at_every_coarsest_iteration(resample):
+    """resample_rec_noise=true is the official `train_single_scale`: a new z* at every iteration of
+    scale 0 (the first draw of the iteration), the last one kept; false keeps the first z*."""
+    data = SingleImageDataModule(str(REPO / "assets/hubble_deep_field.jpg"), max_size=24, min_size=14)
+    model = SinGAN(iters_per_scale=3, base_width=8, max_width=8, resample_rec_noise=resample)
+    recorder = RecNoiseRecorder()
+    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, callbacks=[recorder])  # fmt: skip
+    trainer.fit(model, data)
+    initial = recorder.rec_noise[0]
+    coarsest, finer = recorder.rec_noise[:3], recorder.rec_noise[3:]
+    assert all(torch.equal(z, coarsest[-1]) for z in finer)  # fixed once scale 0 is trained
+    if not resample:
+        assert all(torch.equal(z, initial) for z in coarsest)
+        return
+    draws = torch.Generator().manual_seed(model.hparams.seed)  # the training noise, replayed
+    for z_star in coarsest:
+        expected = torch.randn(1, 1, *model.shapes[0], generator=draws).expand(-1, 3, -1, -1)
+        torch.randn(1, 1, *model.shapes[0], generator=draws)  # the iteration's sample noise
+        torch.rand(3, generator=draws)  # the gradient penalty's interpolation weights
+        assert torch.equal(z_star, expected)
+    assert not torch.equal(coarsest[0], coarsest[1])
 
 
 def test_test_reports_reconstruction_psnr_and_sifid(trained, tmp_path):
