@@ -120,9 +120,10 @@ def measure(model: SinGAN, pyramid: list[torch.Tensor]) -> dict[str, float]:
     }
 
 
-def missed_bars(measured: dict[str, float]) -> set[str]:
+def missed_bars(measured: dict[str, float], bars: dict[str, tuple[float | None, float | None]] = BARS) -> set[str]:
+    """The names of the bars (low, high: exclusive bounds, None for none) that `measured` misses."""
     missed = set()
-    for name, (low, high) in BARS.items():
+    for name, (low, high) in bars.items():
         if (low is not None and measured[name] <= low) or (high is not None and measured[name] >= high):
             missed.add(name)
     return missed
