@@ -18,7 +18,7 @@ training image:
 Measured (seed 0; seed 1 in brackets; 1 and 2 threads give the same numbers at these sizes):
 patch RMSE 0.052 (0.055), colour distance 0.027 (0.024), diversity 0.038 (0.038), fine-scale
 diversity at k = 1, 2, 3: 0.0056, 0.0047, 0.0041 (0.0065, 0.0058, 0.0042), reconstruction 28.3 dB
-(28.3), sigma within 1e-6 of the recomputation. About 13 CPU-seconds of training at 1 thread.
+(28.3), sigma within 1e-6 of the recomputation. About 10 CPU-seconds of training at 1 thread, 13 at 2.
 
 Mutants (slow tier), each through a documented setting or a small monkeypatch, and what they move:
 - adversarial_weight=0: patch RMSE 0.095, colour distance 0.071, diversity 0.106 (realism and the

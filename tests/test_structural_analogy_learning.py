@@ -3,9 +3,10 @@
 A and B are the same 18x18 layout (a background, a disc at the top left, a square at the bottom
 right) painted red/green/blue and yellow/purple/cyan with grain. The method is trained with the
 official README's settings for analogies (cycle weight 10, critic LR 5e-4), 4 scales (13 to 18
-px, the two finest non-residual), width 16, 90 iterations per scale: about 22 CPU-seconds at 1
-thread. Regions are read by k-means on each image's colours started from its domain's palette (a
-short training gives muted colours). Then, each the worse of the two domains:
+px, the two finest non-residual), width 16, 90 iterations per scale: about 22 CPU-seconds of
+training at 1 thread, 30 at 2 threads. Regions are read by k-means on each image's colours started
+from its domain's palette (a short training gives muted colours). Then, each the worse of the two
+domains:
 
 - translation: the real image translated to the other domain keeps the layout (mIoU), and the
   mirrored image translates to the mirrored layout (mIoU with the mirrored layout minus mIoU with
