@@ -1,4 +1,4 @@
-"""Two training images, one pyramid each, for structural analogy (spec section 3.2)."""
+"""Two training images, one pyramid each, for structural analogy (`train.py` of rmokady/structural-analogy)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from datamodules.images import displayed_size, load_image
-from datamodules.single_image import RepeatedPyramid, SampleRequests, build_pyramid, pyramid_shapes
+from datamodules.single_image import RepeatedPyramid, SampleRequests, build_pyramid, pyramid_geometry
 from lightning_modules.networks.resize import resize
 from lightning_modules.settings import AT_LEAST_1, SCALE_FACTOR, Each, Either, OneOf, check_settings
 
@@ -35,8 +35,17 @@ class ImagePairDataModule(LightningDataModule):
             pyramid of `inject_domain` at `inject_scale` and then translates into the other
             domain; None draws random samples.
         inject_domain: "a" or "b", the domain whose generators continue from the injected image.
-        inject_scale: the scale (>= 1) at which the injected image replaces the coarser output.
+        inject_scale: the scale k (>= 1) at which the injected image, resized to that scale,
+            enters the generator's convolutions in place of the coarser output (see
+            `StructuralAnalogy.sample`).
         batch_size: predicted samples per forward pass.
+        minmax_outputs: `predict` stretches each written image to the full range by its own
+            minimum and maximum, as the official code saves its outputs (torchvision's
+            `save_image(..., normalize=True)`); False clamps them to [-1, 1] and keeps the
+            generators' absolute colours.
+        composite_alpha: composite an image's alpha channel onto white; False (the official
+            code, PIL's `convert("RGB")`) drops it and keeps the stored colours of
+            transparent pixels.
     """
 
     setting_rules = {
@@ -59,6 +68,8 @@ class ImagePairDataModule(LightningDataModule):
         inject_domain: str = "a",
         inject_scale: int = 1,
         batch_size: int = 4,
+        minmax_outputs: bool = True,
+        composite_alpha: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -67,6 +78,7 @@ class ImagePairDataModule(LightningDataModule):
         if min(height, width) <= min_size:
             raise ValueError(f"image_size={image_size} must exceed min_size={min_size} for a pyramid of several scales")
         self.images = {}
+        background = (255, 255, 255) if composite_alpha else None
         for domain, path in zip(DOMAINS, (path_a, path_b)):
             file_width, file_height = displayed_size(path)
             if min(file_height, file_width) < min_size:
@@ -74,12 +86,12 @@ class ImagePairDataModule(LightningDataModule):
                     f"{path}: image is {file_height}x{file_width}, too small for the pyramid: "
                     f"its short side must be at least min_size={min_size}"
                 )
-            image = load_image(path, at_least=(height, width))
+            image = load_image(path, background, at_least=(height, width))
             self.images[domain] = resize(image[None], (height, width)).clamp(-1, 1)[0]
-        self.pyramid_shapes = pyramid_shapes(height, width, min_size, max_size, scale_factor)
+        self.pyramid_shapes, self.pyramid_ratio = pyramid_geometry(height, width, min_size, max_size, scale_factor)
         if inject_path and not 0 < inject_scale < len(self.pyramid_shapes):
             raise ValueError(f"inject_scale={inject_scale} must be in [1, {len(self.pyramid_shapes) - 1}]")
-        self.inject = load_image(inject_path, at_least=self.pyramid_shapes[-1]) if inject_path else None
+        self.inject = load_image(inject_path, background, at_least=self.pyramid_shapes[-1]) if inject_path else None
         self.pyramids: dict[str, list[torch.Tensor]] = {}
 
     def setup(self, stage: str) -> None:
@@ -94,7 +106,8 @@ class ImagePairDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         hp = self.hparams
-        request = {"inject_scale": hp.inject_scale if self.inject is not None else -1}
+        request = {"inject_scale": hp.inject_scale if self.inject is not None else -1, "minmax": hp.minmax_outputs}
         if self.inject is not None:
-            request |= {"inject": self.inject, "inject_domain": DOMAINS.index(hp.inject_domain)}
+            inject = resize(self.inject[None], self.pyramid_shapes[-1]).clamp(-1, 1)[0]
+            request |= {"inject": inject, "inject_domain": DOMAINS.index(hp.inject_domain)}
         return DataLoader(SampleRequests(hp.num_samples, hp.sample_seed, request), batch_size=hp.batch_size)

@@ -134,12 +134,13 @@ def _working_mode(image: Image.Image) -> Image.Image:
     return image if image.mode == mode else image.convert(mode)
 
 
-def _to_array(image: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
-    """A decoded image in a working mode -> float32 [H, W, 3] in [-1, 1]."""
+def _to_array(image: Image.Image, background: tuple[int, int, int] | None) -> np.ndarray:
+    """A decoded image in a working mode -> float32 [H, W, 3] in [-1, 1]; alpha composited onto
+    `background`, or dropped (the stored colours kept) when it is None."""
     if image.mode == "I":  # 16-bit grayscale: 0..65535
         grey = np.clip(np.asarray(image, dtype=np.float32) / 32767.5 - 1.0, -1.0, 1.0)
         return np.repeat(grey[..., None], 3, axis=2)
-    if image.mode == "RGBA":
+    if image.mode == "RGBA" and background is not None:
         composite = Image.new("RGB", image.size, background)
         composite.paste(image, mask=image.getchannel("A"))
         image = composite
@@ -147,12 +148,15 @@ def _to_array(image: Image.Image, background: tuple[int, int, int]) -> np.ndarra
 
 
 def load_image(
-    path: str | Path, background: tuple[int, int, int] = (255, 255, 255), at_least: tuple[int, int] | None = None
+    path: str | Path,
+    background: tuple[int, int, int] | None = (255, 255, 255),
+    at_least: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Read an image file as a float tensor [3, H, W] in [-1, 1].
 
     EXIF orientation is applied; grayscale is replicated to three channels; an alpha channel is
-    composited onto `background`; 16-bit grayscale PNGs keep their full range. With `at_least`
+    composited onto `background`, or dropped when `background` is None (PIL's `convert("RGB")`,
+    as the official single-image code reads images); 16-bit grayscale PNGs keep their full range. With `at_least`
     (height, width), the size the caller will resize the image to, a file of more than
     FULL_DECODE_PIXELS is decoded at a reduced size no smaller than REDUCTION_MARGIN times that
     (see `_decode_reduced`). Any

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
@@ -14,14 +15,15 @@ from lightning_modules.networks.resize import Shape, resize
 from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SCALE_FACTOR, Each, check_settings
 
 
-def pyramid_shapes(
+def pyramid_geometry(
     height: int, width: int, min_size: int = 25, max_size: int = 250, scale_factor: float = 0.75
-) -> list[Shape]:
-    """Image sizes from coarsest to finest, exactly as SinGAN computes them (spec 1.1).
+) -> tuple[list[Shape], float]:
+    """Image sizes from coarsest to finest and the ratio r between scales, exactly as SinGAN
+    computes them (`adjust_scales2image` in `SinGAN/functions.py` of tamarott/SinGAN).
 
     The number of scales comes from the original size; scales above `max_size` are
     dropped, then the actual ratio r = (min_size / min(h, w)) ** (1 / S) is fitted to
-    the working size h x w (long side <= max_size).
+    the working size h x w (long side <= max_size); scale s is ceil(h r^(S-s)) x ceil(w r^(S-s)).
     """
     shrink = min(max_size / max(height, width), 1.0)
     h, w = math.ceil(height * shrink), math.ceil(width * shrink)
@@ -37,10 +39,18 @@ def pyramid_shapes(
     if stop_scale < 1:
         raise ValueError(f"{height}x{width} gives a single scale with min_size={min_size}, max_size={max_size}")
     ratio = math.pow(min_size / min(h, w), 1 / stop_scale)
-    return [
+    shapes = [
         (math.ceil(h * math.pow(ratio, stop_scale - s)), math.ceil(w * math.pow(ratio, stop_scale - s)))
         for s in range(stop_scale + 1)
     ]
+    return shapes, ratio
+
+
+def pyramid_shapes(
+    height: int, width: int, min_size: int = 25, max_size: int = 250, scale_factor: float = 0.75
+) -> list[Shape]:
+    """The image sizes of `pyramid_geometry`, coarsest to finest."""
+    return pyramid_geometry(height, width, min_size, max_size, scale_factor)[0]
 
 
 def build_pyramid(image: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor]:
@@ -76,8 +86,29 @@ class SampleRequests(Dataset):
         return {"index": index, "seed": self.seed + index, **self.request}
 
 
+def feather_mask(mask: torch.Tensor, dilation: int, sigma: float = 5.0) -> torch.Tensor:
+    """A compositing mask as the official `dilate_mask` (`SinGAN/functions.py` of tamarott/SinGAN) makes it.
+
+    mask [1, 1, H, W] in [0, 1] -> [1, 1, H, W] in [0, 1]: every pixel that is not black is
+    foreground; it is dilated by a disk of radius `dilation` px, blurred by a Gaussian of std
+    `sigma` px (edges repeated, cut at 4 sigma) and stretched to span [0, 1].
+    """
+    offsets = torch.arange(-dilation, dilation + 1, dtype=torch.float32)
+    disk = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= dilation**2).float()[None, None]
+    dilated = (F.conv2d((mask > 0.5 / 255).float(), disk, padding=dilation) > 0).float()
+    radius = int(4 * sigma + 0.5)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    blurred = F.conv2d(F.pad(dilated, [radius] * 4, mode="replicate"), kernel.view(1, 1, 1, -1))
+    blurred = F.conv2d(blurred, kernel.view(1, 1, -1, 1))
+    span = blurred.max() - blurred.min()
+    return (blurred - blurred.min()) / span if span > 0 else blurred
+
+
 class SingleImageDataModule(LightningDataModule):
-    """A single training image as a multi-scale pyramid (SinGAN, spec section 1.1).
+    """A single training image as a multi-scale pyramid (SinGAN; `adjust_scales2image` and
+    `creat_reals_pyramid` in `SinGAN/functions.py` of tamarott/SinGAN).
 
     Args:
         path: the training image (PNG, JPEG, BMP or WebP).
@@ -91,11 +122,20 @@ class SingleImageDataModule(LightningDataModule):
         gen_start_scale: predicted samples use the reconstruction noise below this scale
             (0 = fully random samples; higher keeps more of the training layout).
         inject_path: an image to inject at `inject_scale` instead of generating the coarser
-            scales (paint-to-image, editing, harmonization). None for random samples.
-        inject_scale: the scale at which `inject_path` replaces the upsampled coarser output.
-        inject_mask_path: optional mask (white = regenerate); outside it the injected image is
-            kept, which is how editing and harmonization are composited.
+            scales (paint-to-image, editing, harmonization), resized to the training image's
+            size. None for random samples.
+        inject_scale: the scale n at which generation starts from the injected image (shrunk
+            to scale n - 1 and upsampled back, as the official scripts do).
+        inject_mask_path: optional mask (not black = regenerate), resized to the training
+            image's size; it is dilated and feathered (`feather_mask`) and the output is the
+            generated image inside it and the training image outside it, which is how the
+            official harmonization and editing composite. None: the generated image as is
+            (paint-to-image).
         batch_size: predicted samples per forward pass.
+        inject_mask_dilation: radius in pixels of the disk the mask is dilated by (official:
+            7 for harmonization, 20 for editing); the Gaussian feather has std 5 px in both.
+        composite_alpha: composite an image's alpha channel onto white; False (the official
+            code) drops the alpha channel and keeps the stored colours of transparent pixels.
 
     An image of more than 4 megapixels is decoded at a reduced size that keeps four times the
     finest scale (see datamodules.images.load_image), so memory follows `max_size` rather than the file.
@@ -104,7 +144,7 @@ class SingleImageDataModule(LightningDataModule):
     setting_rules = {
         "max_size": AT_LEAST_1, "min_size": AT_LEAST_1, "scale_factor": SCALE_FACTOR, "num_samples": AT_LEAST_1,
         "sample_scale": Each(POSITIVE, length=2), "gen_start_scale": NON_NEGATIVE, "inject_scale": AT_LEAST_1,
-        "batch_size": AT_LEAST_1,
+        "batch_size": AT_LEAST_1, "inject_mask_dilation": NON_NEGATIVE,
     }  # fmt: skip
 
     def __init__(
@@ -121,19 +161,24 @@ class SingleImageDataModule(LightningDataModule):
         inject_scale: int = 1,
         inject_mask_path: str | None = None,
         batch_size: int = 4,
+        inject_mask_dilation: int = 7,
+        composite_alpha: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_settings(self)
+        background = (255, 255, 255) if composite_alpha else None
         width, height = displayed_size(path)
         if min(height, width) < min_size:
             raise ValueError(f"{path}: image is {height}x{width}, smaller than min_size={min_size} on its short side")
-        self.pyramid_shapes = pyramid_shapes(height, width, min_size, max_size, scale_factor)
-        self.image = load_image(path, at_least=self.pyramid_shapes[-1])
+        self.pyramid_shapes, self.pyramid_ratio = pyramid_geometry(height, width, min_size, max_size, scale_factor)
+        self.image = load_image(path, background, at_least=self.pyramid_shapes[-1])
         finest_sample = self.sample_shapes()[-1]
-        self.inject = load_image(inject_path, at_least=finest_sample) if inject_path else None
+        self.inject = load_image(inject_path, background, at_least=finest_sample) if inject_path else None
         self.inject_mask = (
-            load_image(inject_mask_path, at_least=finest_sample)[:1] * 0.5 + 0.5 if inject_mask_path else None
+            load_image(inject_mask_path, background, at_least=finest_sample)[:1] * 0.5 + 0.5
+            if inject_mask_path
+            else None
         )
         if inject_path and not 0 < inject_scale < len(self.pyramid_shapes):
             raise ValueError(f"inject_scale={inject_scale} must be in [1, {len(self.pyramid_shapes) - 1}]")
@@ -163,7 +208,20 @@ class SingleImageDataModule(LightningDataModule):
         request = {"shapes": torch.tensor(self.sample_shapes()), "gen_start_scale": hp.gen_start_scale}
         request["inject_scale"] = hp.inject_scale if self.inject is not None else -1
         if self.inject is not None:
-            mask = self.inject_mask
-            mask = torch.ones_like(self.inject[:1]) if mask is None else resize(mask[None], self.inject.shape[-2:])[0]
-            request |= {"inject": self.inject, "inject_mask": mask}
+            request |= self.injection()
         return DataLoader(SampleRequests(hp.num_samples, hp.sample_seed, request), batch_size=hp.batch_size)
+
+    def injection(self) -> dict[str, torch.Tensor]:
+        """What the official injection scripts prepare: the injected image [3, H, W] at the training
+        size and, with a mask, the feathered mask [1, H, W] and the training image [3, H, W] that
+        is kept outside it."""
+        if tuple(self.hparams.sample_scale) != (1.0, 1.0):
+            raise ValueError(f"inject_path={self.hparams.inject_path} generates at the training size: "
+                             f"sample_scale must be [1.0, 1.0], not {list(self.hparams.sample_scale)}")  # fmt: skip
+        shape = self.pyramid_shapes[-1]
+        request = {"inject": resize(self.inject[None], shape).clamp(-1, 1)[0]}
+        if self.inject_mask is not None:
+            mask = resize(self.inject_mask[None], shape)
+            request["inject_mask"] = feather_mask(mask, self.hparams.inject_mask_dilation)[0]
+            request["inject_background"] = build_pyramid(self.image, self.pyramid_shapes[-1:])[0][0]
+        return request

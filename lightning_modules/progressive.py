@@ -16,7 +16,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from lightning_modules.distributed import broadcast_buffers
-from lightning_modules.networks.resize import Shape
+from lightning_modules.networks.resize import Shape, rescale
 
 
 class ProgressiveModule(LightningModule):
@@ -143,3 +143,29 @@ class ProgressiveModule(LightningModule):
         progress = checkpoint.get("pyramid_progress", {})
         self.iteration = progress.get("iteration", 0)
         self._noise_rng, self._restored_rng = None, progress.get("noise_rng")
+
+
+class ImagePyramidModule(ProgressiveModule):
+    """Base of the image pyramids (SinGAN, structural analogy): generated images go from one scale
+    to the next as the official code takes them there, upsampled by exactly 1/r and cropped.
+
+    Subclasses save a `scale_ratio` hyper-parameter, r; when it is None it is taken from the
+    DataModule's `pyramid_ratio`, like the shapes.
+    """
+
+    def configure_model(self) -> None:
+        super().configure_model()
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if self.hparams.scale_ratio is None and datamodule is not None:
+            self.hparams.scale_ratio = float(datamodule.pyramid_ratio)
+
+    @property
+    def ratio(self) -> float:
+        """r, the ratio between the sizes of consecutive scales (< 1)."""
+        if self.hparams.scale_ratio is None:
+            raise ValueError(f"{type(self).__name__} needs scale_ratio, or a DataModule with pyramid_ratio")
+        return self.hparams.scale_ratio
+
+    def to_next_scale(self, images: torch.Tensor, shape: Shape) -> torch.Tensor:
+        """A generated image [B, C, h, w] of one scale at the next scale's `shape`, in [-1, 1]."""
+        return rescale(images, 1 / self.ratio, shape)

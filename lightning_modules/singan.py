@@ -1,8 +1,12 @@
-"""SinGAN: a GAN pyramid learned from a single image, trained coarse to fine (spec section 1).
+"""SinGAN: a GAN pyramid learned from a single image, trained coarse to fine (Shaham et al.,
+ICCV 2019, section 2; `SinGAN/training.py` of tamarott/SinGAN).
 
 One `fit` trains the whole pyramid. Every scale's generator, critic, optimizers and LR
 schedule exist from the start (so checkpoints always have the same structure); the
-iteration counter of `ProgressiveModule` decides which scale trains.
+iteration counter of `ProgressiveModule` decides which scale trains. Between scales a
+generated image goes through `ImagePyramidModule.to_next_scale`: clamped to [-1, 1],
+upsampled by 1/r and cropped, as the official `imresize` round trip through uint8 does, in
+the random chain, the reconstruction chain (and so sigma) and sampling alike.
 """
 
 from __future__ import annotations
@@ -24,12 +28,21 @@ from lightning_modules.networks.pyramid import (
     scale_noise,
     scale_width,
 )
-from lightning_modules.networks.resize import Shape, resize
-from lightning_modules.progressive import ProgressiveModule
-from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, PROBABILITY, Each, check_settings
+from lightning_modules.networks.resize import Shape, rescale
+from lightning_modules.progressive import ImagePyramidModule
+from lightning_modules.settings import (
+    AT_LEAST_1,
+    BETAS,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    Each,
+    Range,
+    check_settings,
+)
 
 
-class SinGAN(ProgressiveModule):
+class SinGAN(ImagePyramidModule):
     """Single-image GAN pyramid (Shaham et al., ICCV 2019).
 
     Args:
@@ -46,6 +59,8 @@ class SinGAN(ProgressiveModule):
         lr_gamma: LR decay factor at the milestone.
         gp_weight: weight lambda of the per-pixel gradient penalty (paper: 0.1).
         rec_weight: weight alpha of the reconstruction loss (paper: 10).
+        adversarial_weight: weight of the generator's adversarial term (1 in the official
+            code; 0 trains the generators on the reconstruction alone).
         noise_amp_factor: sigma_s = factor * RMSE(real_s, upsampled reconstruction) (0.1).
         base_width: channels at scales 0-3; doubles every 4 scales.
         max_width: channel cap (128).
@@ -54,6 +69,9 @@ class SinGAN(ProgressiveModule):
         seed: seed of the training noise (rank r of a multi-process run uses seed + r).
         pyramid_shapes: (height, width) of every scale, coarse to fine. Taken from the
             DataModule when None; stored in the checkpoint's hyper-parameters.
+        scale_ratio: r, the fitted ratio between consecutive scales; a generated image is
+            upsampled by 1/r and cropped to the next scale. Taken from the DataModule's
+            `pyramid_ratio` when None; stored in the checkpoint's hyper-parameters.
     """
 
     setting_rules = {
@@ -61,6 +79,7 @@ class SinGAN(ProgressiveModule):
         "lr_generator": POSITIVE, "lr_critic": POSITIVE, "betas": BETAS, "lr_milestone": PROBABILITY,
         "lr_gamma": POSITIVE, "gp_weight": NON_NEGATIVE, "rec_weight": NON_NEGATIVE, "noise_amp_factor": NON_NEGATIVE,
         "base_width": AT_LEAST_1, "max_width": AT_LEAST_1, "pyramid_shapes": Each(Each(AT_LEAST_1, length=2)),
+        "adversarial_weight": NON_NEGATIVE, "scale_ratio": Range(0, 1, open_low=True, open_high=True),
     }  # fmt: skip
 
     def __init__(
@@ -75,17 +94,19 @@ class SinGAN(ProgressiveModule):
         lr_gamma: float = 0.1,
         gp_weight: float = 0.1,
         rec_weight: float = 10.0,
+        adversarial_weight: float = 1.0,
         noise_amp_factor: float = 0.1,
         base_width: int = 32,
         max_width: int = 128,
         resample_rec_noise: bool = False,
         seed: int = 0,
         pyramid_shapes: list[tuple[int, int]] | None = None,
+        scale_ratio: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_settings(self)
-        self.loss = SinGANLoss(gp_weight, rec_weight)
+        self.loss = SinGANLoss(gp_weight, rec_weight, adversarial_weight)
         self.generators = nn.ModuleList()
         self.critics = nn.ModuleList()
         self._rec_prev_cache: dict[int, torch.Tensor] = {}
@@ -129,7 +150,7 @@ class SinGAN(ProgressiveModule):
             return torch.zeros(1, 3, *self.shapes[0], device=self.device)
         rng = self.noise_rng()
         inputs = [self.noise_amps[s] * scale_noise(s, 1, self.shapes[s], rng) for s in range(scale)]
-        return resize(run_pyramid(self.generators, inputs, self.shapes), self.shapes[scale])
+        return self.to_next_scale(run_pyramid(self.generators, inputs, self.shapes, self.ratio), self.shapes[scale])
 
     @torch.no_grad()
     def _rec_prev(self, scale: int) -> torch.Tensor:
@@ -138,9 +159,8 @@ class SinGAN(ProgressiveModule):
             return torch.zeros(1, 3, *self.shapes[0], device=self.device)
         if scale not in self._rec_prev_cache:
             inputs = [self._rec_input(s, 1, self.shapes[s]) for s in range(scale)]
-            self._rec_prev_cache = {
-                scale: resize(run_pyramid(self.generators, inputs, self.shapes), self.shapes[scale])
-            }
+            chain = run_pyramid(self.generators, inputs, self.shapes, self.ratio)
+            self._rec_prev_cache = {scale: self.to_next_scale(chain, self.shapes[scale])}
         return self._rec_prev_cache[scale]
 
     @torch.no_grad()
@@ -155,10 +175,15 @@ class SinGAN(ProgressiveModule):
     ) -> torch.Tensor:
         """Draw one image per seed [len(seeds), 3, H, W] in [-1, 1], all scales in eval mode.
 
-        Scales below `gen_start_scale` use the reconstruction noise; with `inject`
-        [B, 3, h, w] generation starts at `inject_scale` from the resized injected image.
+        Scales below `gen_start_scale` use the reconstruction noise. With `inject` [B, 3, H, W]
+        (an image at the training size) generation starts at scale n = `inject_scale` from
+        the injected image shrunk to scale n - 1 and upsampled back to n, so that G_n sees the
+        blur it was trained on, as the official `paint2image.py`, `harmonization.py` and
+        `editing.py` prepare it; scales n and above add their noise.
         """
         shapes = shapes or self.shapes
+        if inject is not None and (list(shapes) != self.shapes or tuple(inject.shape[-2:]) != self.shapes[-1]):
+            raise ValueError(f"an injected image is generated at the training size {self.shapes[-1]}")
         last_scale = self.num_scales - 1 if last_scale is None else last_scale
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         first_scale = inject_scale if inject is not None else 0
@@ -169,9 +194,14 @@ class SinGAN(ProgressiveModule):
             else:
                 noise = torch.cat([scale_noise(s, 1, shapes[s], g) for g in generators]).to(self.device)
                 inputs.append(self.noise_amps[s] * noise)
-        prev = resize(inject.to(self.device), shapes[first_scale]) if inject is not None else None
+        prev = self._injected_input(inject.to(self.device), inject_scale) if inject is not None else None
         with eval_mode(self.generators):
-            return run_pyramid(self.generators, inputs, shapes, first_scale, prev).clamp(-1, 1)
+            return run_pyramid(self.generators, inputs, shapes, self.ratio, first_scale, prev).clamp(-1, 1)
+
+    def _injected_input(self, image: torch.Tensor, scale: int) -> torch.Tensor:
+        """The image [B, 3, H, W] entering G_scale: resized by r^(S - scale + 1) to scale - 1, then by 1/r."""
+        shrink = self.ratio ** (self.num_scales - scale)
+        return self.to_next_scale(rescale(image, shrink, self.shapes[scale - 1]), self.shapes[scale])
 
     @torch.no_grad()
     def reconstruct(self, last_scale: int | None = None) -> torch.Tensor:
@@ -179,7 +209,7 @@ class SinGAN(ProgressiveModule):
         last_scale = self.num_scales - 1 if last_scale is None else last_scale
         inputs = [self._rec_input(s, 1, self.shapes[s]) for s in range(last_scale + 1)]
         with eval_mode(self.generators):
-            return run_pyramid(self.generators, inputs, self.shapes).clamp(-1, 1)
+            return run_pyramid(self.generators, inputs, self.shapes, self.ratio).clamp(-1, 1)
 
     def preview_images(self, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
         """Images for the sample-grid callback: random samples and the reconstruction so far."""
@@ -200,7 +230,8 @@ class SinGAN(ProgressiveModule):
 
     # ------------------------------------------------------------------ training
     def _begin_scale(self, scale: int, real: torch.Tensor) -> None:
-        """Copy-initialise from the scale below when widths match, and set sigma_s (spec 1.3, 1.6)."""
+        """Copy-initialise from the scale below when widths match, and set
+        sigma_s = noise_amp_factor * RMSE(real_s, upsampled reconstruction of the scales below)."""
         if scale > 0:
             if self.widths[scale] == self.widths[scale - 1]:
                 self.generators[scale].load_state_dict(self.generators[scale - 1].state_dict())
@@ -263,8 +294,10 @@ class SinGAN(ProgressiveModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Generate the images a `SampleRequests` batch asks for; returns images and file names.
 
-        The first batch also returns the fixed-noise reconstruction when the requested size is
-        the training size.
+        With an injected image and a mask (harmonization, editing), the output is composited
+        as the official scripts do: the generated image inside the feathered mask, the
+        training image outside it. The first batch of random samples also returns the
+        fixed-noise reconstruction when the requested size is the training size.
         """
         shapes = [tuple(shape) for shape in batch["shapes"][0].tolist()]
         inject_scale = int(batch["inject_scale"][0])
@@ -277,10 +310,10 @@ class SinGAN(ProgressiveModule):
             inject_scale=max(inject_scale, 0),
         )
         prediction = {"images": images, "names": [f"sample_{int(i):05d}" for i in batch["index"]], "extras": {}}
-        if inject is not None:  # keep the injected image outside the mask (editing, harmonization)
-            mask = resize(batch["inject_mask"], shapes[-1])
-            prediction["images"] = mask * images + (1 - mask) * resize(inject, shapes[-1])
-        elif batch_idx == 0 and shapes == self.shapes:
+        if inject is not None and "inject_mask" in batch:
+            mask = batch["inject_mask"]  # [B, 1, H, W] in [0, 1]
+            prediction["images"] = mask * images + (1 - mask) * batch["inject_background"]
+        elif inject is None and batch_idx == 0 and shapes == self.shapes:
             prediction["extras"]["reconstruction"] = self.reconstruct()[0]
         return prediction
 

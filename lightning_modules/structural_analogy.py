@@ -1,4 +1,5 @@
-"""Structural analogy from a single image pair (Benaim et al., CGF 2020; spec section 3).
+"""Structural analogy from a single image pair (Benaim et al., CGF 2020; `train.py` and `eval.py`
+of rmokady/structural-analogy).
 
 Two SinGAN-like pyramids, one per image, train jointly scale by scale. At every scale
 each generator also translates the other image's same-scale sample into its own patch
@@ -10,9 +11,10 @@ Deviations from the official code, each a choice made for a reason:
 - BatchNorm at batch size 1 in training mode (the official code never switches) is
   spelled as instance normalisation with an affine: the same computation per image,
   and batched sampling equals one-at-a-time sampling;
-- resampling is antialiased bicubic on the tensor's device (the reals: PIL bilinear;
-  generated images: a uint8 MATLAB-style bicubic on the CPU), and a generated image is
-  resized straight to the next scale's size;
+- the reals are resized with antialiased bicubic on the tensor's device (official: PIL
+  bilinear); a generated image goes to the next scale as the official `imresize2` takes it
+  there (clamped to [-1, 1], upsampled by 1/r with the MATLAB-style cubic kernel, cropped),
+  in float rather than through uint8;
 - the frozen coarsest generator is fed noise of amplitude `frozen_coarsest_noise_amp`,
   1 by default, the amplitude it was trained with; the official image script feeds it
   0.1 (its video script 1);
@@ -31,15 +33,15 @@ from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, rgb_noise, run_pyramid, scale_width
 from lightning_modules.networks.resize import Shape, resize
-from lightning_modules.progressive import ProgressiveModule
-from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, check_settings
+from lightning_modules.progressive import ImagePyramidModule
+from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, Range, check_settings
 
 DOMAINS = ("a", "b")
 OTHER = {"a": "b", "b": "a"}
 # Unlike SinGAN, every scale, the coarsest included, gets RGB noise (rgb_noise).
 
 
-class StructuralAnalogy(ProgressiveModule):
+class StructuralAnalogy(ImagePyramidModule):
     """Two image pyramids trained jointly; translations A -> B keep A's structure with B's appearance.
 
     Args:
@@ -51,7 +53,10 @@ class StructuralAnalogy(ProgressiveModule):
         rec_weight: alpha, weight of the reconstruction terms (1).
         cycle_weight: beta, weight of the cycle terms (official default 1; the README's
             examples use 10).
-        b_adversarial_weight: lambda_g, weight of B's adversarial terms (1; 0.1 when B is a sketch).
+        adversarial_weight: weight of both domains' adversarial generator terms (1 in the
+            official code; 0 trains the generators on reconstruction and cycle alone).
+        b_adversarial_weight: lambda_g, weight of B's adversarial terms (1; 0.1 when B is a sketch),
+            on top of `adversarial_weight`.
         noise_amp_factor: sigma_s = factor * RMSE(real_s, upsampled reconstruction) (0.1).
         non_residual_scales: how many of the finest scales have no residual skip (2).
         base_width: channels at scales 0-3; doubles every 4 scales.
@@ -62,6 +67,9 @@ class StructuralAnalogy(ProgressiveModule):
         seed: seed of the training noise (rank r of a multi-process run uses seed + r).
         pyramid_shapes: (height, width) of every scale, coarse to fine; taken from the
             DataModule when None.
+        scale_ratio: r, the fitted ratio between consecutive scales; a generated image is
+            upsampled by 1/r and cropped to the next scale. Taken from the DataModule's
+            `pyramid_ratio` when None.
     """
 
     setting_rules = {
@@ -70,6 +78,7 @@ class StructuralAnalogy(ProgressiveModule):
         "b_adversarial_weight": NON_NEGATIVE, "noise_amp_factor": NON_NEGATIVE, "non_residual_scales": NON_NEGATIVE,
         "base_width": AT_LEAST_1, "max_width": AT_LEAST_1, "frozen_coarsest_noise_amp": NON_NEGATIVE,
         "pyramid_shapes": Each(Each(AT_LEAST_1, length=2)),
+        "adversarial_weight": NON_NEGATIVE, "scale_ratio": Range(0, 1, open_low=True, open_high=True),
     }  # fmt: skip
 
     def __init__(
@@ -81,6 +90,7 @@ class StructuralAnalogy(ProgressiveModule):
         gp_weight: float = 0.1,
         rec_weight: float = 1.0,
         cycle_weight: float = 1.0,
+        adversarial_weight: float = 1.0,
         b_adversarial_weight: float = 1.0,
         noise_amp_factor: float = 0.1,
         non_residual_scales: int = 2,
@@ -89,11 +99,12 @@ class StructuralAnalogy(ProgressiveModule):
         frozen_coarsest_noise_amp: float = 1.0,
         seed: int = 0,
         pyramid_shapes: list[tuple[int, int]] | None = None,
+        scale_ratio: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_settings(self)
-        self.loss = StructuralAnalogyLoss(gp_weight, rec_weight, cycle_weight, b_adversarial_weight)
+        self.loss = StructuralAnalogyLoss(gp_weight, rec_weight, cycle_weight, b_adversarial_weight, adversarial_weight)
         self.generators = nn.ModuleDict({domain: nn.ModuleList() for domain in DOMAINS})
         self.critics = nn.ModuleDict({domain: nn.ModuleList() for domain in DOMAINS})
         if pyramid_shapes is not None:
@@ -138,7 +149,8 @@ class StructuralAnalogy(ProgressiveModule):
         if scale == 0:
             return torch.zeros(1, 3, *self.shapes[0], device=self.device)
         inputs = [self.noise_amp(domain, s) * rgb_noise(1, self.shapes[s], rng) for s in range(scale)]
-        return resize(run_pyramid(self.generators[domain], inputs, self.shapes), self.shapes[scale])
+        chain = run_pyramid(self.generators[domain], inputs, self.shapes, self.ratio)
+        return self.to_next_scale(chain, self.shapes[scale])
 
     @torch.no_grad()
     def _rec_prev(self, domain: str, scale: int, rng: torch.Generator) -> torch.Tensor:
@@ -147,7 +159,8 @@ class StructuralAnalogy(ProgressiveModule):
         z = rgb_noise(1, self.shapes[0], rng)
         if scale == 0:
             return z
-        return resize(run_pyramid(self.generators[domain], [None] * scale, self.shapes, prev=z), self.shapes[scale])
+        chain = run_pyramid(self.generators[domain], [None] * scale, self.shapes, self.ratio, prev=z)
+        return self.to_next_scale(chain, self.shapes[scale])
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
@@ -161,18 +174,29 @@ class StructuralAnalogy(ProgressiveModule):
     ) -> torch.Tensor:
         """One sample of `domain` per seed [len(seeds), 3, H, W], unclamped.
 
-        With `inject` [B, 3, h, w] generation starts at `inject_scale` from the resized
-        injected image plus that scale's noise, as the official `eval.py` does.
+        With `inject` [B, 3, h, w], as the official `eval.py` does: the frozen scales below
+        k = `inject_scale` still run from noise; at scale k the injected image resized to that
+        scale, plus the scale's noise, enters the convolutions while the generated coarser
+        output stays the residual (G_k(sigma z + image, coarser)); the finer scales continue
+        from there with their noise.
         """
         last_scale = self.num_scales - 1 if last_scale is None else last_scale
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        first_scale = inject_scale if inject is not None else 0
+        stack = self.generators[domain]
         inputs = [
             self.noise_amp(domain, s) * torch.cat([rgb_noise(1, self.shapes[s], g) for g in generators]).to(self.device)
-            for s in range(first_scale, last_scale + 1)
+            for s in range(last_scale + 1)
         ]
-        prev = resize(inject.to(self.device), self.shapes[first_scale]) if inject is not None else None
-        return run_pyramid(self.generators[domain], inputs, self.shapes, first_scale, prev)
+        if inject is None:
+            return run_pyramid(stack, inputs, self.shapes, self.ratio)
+        k = inject_scale
+        coarser = self.to_next_scale(run_pyramid(stack, inputs[:k], self.shapes, self.ratio), self.shapes[k])
+        image = resize(inject.to(self.device), self.shapes[k]).clamp(-1, 1)
+        injected = stack[k](inputs[k], coarser, content=image)
+        if k == last_scale:
+            return injected
+        prev = self.to_next_scale(injected, self.shapes[k + 1])
+        return run_pyramid(stack, inputs[k + 1 :], self.shapes, self.ratio, first_scale=k + 1, prev=prev)
 
     @torch.no_grad()
     def translate(self, images: torch.Tensor, target: str, scale: int | None = None) -> torch.Tensor:
@@ -209,7 +233,8 @@ class StructuralAnalogy(ProgressiveModule):
 
     # ------------------------------------------------------------------ training
     def _begin_scale(self, scale: int, reals: dict[str, torch.Tensor], rng: torch.Generator) -> None:
-        """Copy-initialise from the scale below when widths match, and set each sigma_s (spec 3.4, 3.6)."""
+        """Copy-initialise from the scale below when widths match, and set each
+        sigma_s = noise_amp_factor * RMSE(real_s, upsampled random reconstruction)."""
         if scale == 0:
             return
         for domain in DOMAINS:
@@ -222,7 +247,7 @@ class StructuralAnalogy(ProgressiveModule):
 
     def _scale_outputs(self, scale: int, rng: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
         """Per domain d: "fake" x~_d, "reconstruction" x^_d, "translation" G_d(x~_other) and
-        "cycle" G_d(G_other(x~_d)), all at `scale` (spec 3.4)."""
+        "cycle" G_d(G_other(x~_d)), all at `scale`."""
         generators = {domain: self.generators[domain][scale] for domain in DOMAINS}
         outputs = {}
         for domain, generator in generators.items():
@@ -248,7 +273,7 @@ class StructuralAnalogy(ProgressiveModule):
 
         outputs = self._scale_outputs(scale, rng)
         critic_terms = {}
-        for domain, critic in critics.items():  # one critic step, then one generator step (spec 3.6)
+        for domain, critic in critics.items():  # one critic step, then one generator step
             epsilons = {name: torch.rand((), generator=rng, device=rng.device) for name in ("fake", "translation")}
             critic_terms[domain] = self.loss.critic(critic, reals[domain], outputs[domain], epsilons)
         opt_critic.zero_grad(set_to_none=True)
@@ -283,6 +308,8 @@ class StructuralAnalogy(ProgressiveModule):
         Random samples come as rows [A sample, its translation to B, B sample, its translation
         to A]; the first batch also returns each real image translated at the finest scale.
         With an injected image, rows are [the injected domain's output, its translation].
+        With the batch's "minmax" set, each image is stretched to [-1, 1] by its own minimum
+        and maximum, as the official code saves its outputs; otherwise it is clamped.
         """
         seeds, indices = batch["seed"].tolist(), [int(i) for i in batch["index"]]
         inject_scale = int(batch["inject_scale"][0])
@@ -299,14 +326,21 @@ class StructuralAnalogy(ProgressiveModule):
                 columns[f"{domain}_sample"] = samples
                 columns[domain + OTHER[domain]] = self.translate(samples, OTHER[domain])
             extras = self._real_translations() if batch_idx == 0 else {}
-        images = torch.stack(list(columns.values()), dim=1).flatten(0, 1).clamp(-1, 1)  # row-major grid
+        to_range = minmax_normalise if bool(batch["minmax"][0]) else torch.clamp
+        images = to_range(torch.stack(list(columns.values()), dim=1).flatten(0, 1), -1, 1)  # row-major grid
         names = [f"{column}_{i:05d}" for i in indices for column in columns]
+        extras = {name: to_range(image[None], -1, 1)[0] for name, image in extras.items()}
         return {"images": images, "names": names, "extras": extras}
 
     def _real_translations(self) -> dict[str, torch.Tensor]:
-        """Each real image translated at the finest scale ("ab_real", "ba_real")."""
+        """Each real image translated at the finest scale ("ab_real", "ba_real"), unclamped [3, H, W]."""
         pyramids = self.trainer.datamodule.pyramids
-        return {
-            f"{domain}{OTHER[domain]}_real": self.translate(pyramids[domain][-1], OTHER[domain])[0].clamp(-1, 1)
-            for domain in DOMAINS
-        }
+        return {f"{d}{OTHER[d]}_real": self.translate(pyramids[d][-1], OTHER[d])[0] for d in DOMAINS}
+
+
+def minmax_normalise(images: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Each image of [B, C, H, W] mapped linearly so that its minimum is `low` and its maximum `high`
+    (torchvision's `save_image(..., normalize=True)` for one image); a constant image becomes `low`."""
+    lowest = images.amin(dim=(1, 2, 3), keepdim=True)
+    span = (images.amax(dim=(1, 2, 3), keepdim=True) - lowest).clamp_min(1e-5)
+    return low + (high - low) * (images - lowest) / span

@@ -3,11 +3,18 @@
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Callback, Trainer
 from PIL import Image
+from scipy import ndimage
+from skimage import filters, morphology
 
+from datamodules.single_image import SingleImageDataModule, load_image
+from lightning_modules.networks.resize import resize
+from lightning_modules.singan import SinGAN
 from tests.helpers import (
     REPO,
     assert_ddp_ranks_agree,
@@ -17,6 +24,7 @@ from tests.helpers import (
     run_cli,
     run_cli_subprocess,
 )
+from tests.test_singan_networks import reference_imresize
 
 SMOKE = str(REPO / "configs/singan/smoke.yaml")
 
@@ -70,22 +78,101 @@ def test_predict_from_a_finer_start_scale_follows_the_reconstruction(trained, tm
     assert (a.float() - b.float()).abs().mean() < 20
 
 
-def test_predict_with_an_injected_image_and_mask(trained, tmp_path, tiny_image):
+def read_png(path: Path) -> torch.Tensor:
+    """A written PNG as [1, 3, H, W] in [-1, 1]."""
+    return (
+        torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)).permute(2, 0, 1)[None] / 127.5
+        - 1
+    )
+
+
+def official_feathered_mask(path: Path, shape: tuple[int, int], radius: int) -> torch.Tensor:
+    """The official `dilate_mask` (`SinGAN/functions.py` of tamarott/SinGAN) with scikit-image and SciPy:
+    the non-black pixels dilated by a disk, a Gaussian of std 5 px, stretched to [0, 1]; [1, 1, H, W]."""
+    mask = resize((load_image(path)[:1] * 0.5 + 0.5)[None], shape)[0, 0].numpy()
+    dilated = ndimage.binary_dilation(mask > 0.5 / 255, structure=morphology.disk(radius))
+    blurred = filters.gaussian(dilated.astype(np.float64), sigma=5, mode="nearest", truncate=4.0)
+    blurred = (blurred - blurred.min()) / (blurred.max() - blurred.min())
+    return torch.from_numpy(blurred).float()[None, None]
+
+
+@torch.no_grad()
+def official_injection(model: SinGAN, painted: torch.Tensor, scale: int, seed: int) -> torch.Tensor:
+    """paint2image / harmonization / editing, written from the official scripts: the painted image
+    (at the training size) resized by r^(S - n + 1) to scale n - 1, then by 1/r to scale n, and
+    SinGAN_generate from n with fresh noise at every scale (eval mode); [1, 3, H, W]."""
+    shapes, ratio = model.shapes, model.ratio
+    x = reference_imresize(
+        reference_imresize(painted, ratio ** (model.num_scales - scale), shapes[scale - 1]), 1 / ratio, shapes[scale]
+    )
+    noise = torch.Generator().manual_seed(seed)
+    model.eval()
+    for s in range(scale, model.num_scales):
+        if s > scale:
+            x = reference_imresize(x, 1 / ratio, shapes[s])
+        x = model.generators[s](model.noise_amps[s] * torch.randn(1, 3, *shapes[s], generator=noise), x)
+    return x.clamp(-1, 1)
+
+
+def test_predict_injects_and_composites_as_the_official_scripts(trained, tmp_path, tiny_image):
     _, last = trained
+    model = SinGAN.load_from_checkpoint(last, weights_only=False)
+    mask_path = tmp_path / "mask.png"
     mask = Image.new("L", (36, 28), 0)
-    mask.paste(255, (0, 0, 18, 28))  # regenerate the left half only
-    mask.save(tmp_path / "mask.png")
-    predict(
-        last, tmp_path,
-        f"--data.inject_path={tiny_image}", "--data.inject_scale=2", f"--data.inject_mask_path={tmp_path / 'mask.png'}",
-        "--data.num_samples=1",
+    mask.paste(255, (0, 0, 12, 28))  # regenerate the left third
+    mask.save(mask_path)
+    painted = resize(load_image(tiny_image)[None], model.shapes[-1]).clamp(-1, 1)  # fitted to the training size
+    expected = official_injection(model, painted, scale=2, seed=0)
+
+    paint = predict(last, tmp_path / "paint", f"--data.inject_path={tiny_image}", "--data.inject_scale=2",
+                    "--data.num_samples=1")  # fmt: skip
+    assert (read_png(paint / "sample_00000.png") - expected).abs().max() < 2.5 / 255  # 8-bit PNG rounding
+
+    harmonized = predict(
+        last, tmp_path / "harmonize", f"--data.inject_path={tiny_image}", "--data.inject_scale=2",
+        f"--data.inject_mask_path={mask_path}", "--data.inject_mask_dilation=3", "--data.num_samples=1",
     )  # fmt: skip
-    out = torch.tensor(list(Image.open(tmp_path / "predictions/sample_00000.png").getdata()), dtype=torch.float)
-    injected = Image.open(tiny_image).resize((32, 28), Image.BICUBIC)
-    injected = torch.tensor(list(injected.getdata()), dtype=torch.float)
-    right = (torch.arange(28 * 32) % 32) >= 18
-    assert (out[right] - injected[right]).abs().mean() < 8  # kept outside the mask
-    assert (out[~right] - injected[~right]).abs().mean() > 8  # regenerated inside it
+    feathered = official_feathered_mask(mask_path, model.shapes[-1], radius=3)
+    training_image = SingleImageDataModule(str(REPO / "assets/hubble_deep_field.jpg"), max_size=32, min_size=12)
+    training_image.setup("predict")
+    composite = feathered * expected + (1 - feathered) * training_image.pyramid[-1]
+    assert (read_png(harmonized / "sample_00000.png") - composite).abs().max() < 2.5 / 255
+    assert 0 < feathered[..., 16].mean() < 1  # the feathered edge lies inside the image
+
+
+class RecNoiseRecorder(Callback):
+    """Keeps the reconstruction noise z* after every training iteration."""
+
+    def __init__(self) -> None:
+        self.rec_noise: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: SinGAN, *args) -> None:
+        self.rec_noise.append(pl_module.rec_noise.clone())
+
+
+@pytest.mark.parametrize("resample", [False, True])
+def test_resample_rec_noise_redraws_z_star_at_every_coarsest_iteration(resample):
+    """resample_rec_noise=true is the official `train_single_scale`: a new z* at every iteration of
+    scale 0 (the first draw of the iteration), the last one kept; false keeps the first z*."""
+    data = SingleImageDataModule(str(REPO / "assets/hubble_deep_field.jpg"), max_size=24, min_size=14)
+    model = SinGAN(iters_per_scale=3, base_width=8, max_width=8, resample_rec_noise=resample)
+    recorder = RecNoiseRecorder()
+    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, callbacks=[recorder])  # fmt: skip
+    trainer.fit(model, data)
+    initial = recorder.rec_noise[0]
+    coarsest, finer = recorder.rec_noise[:3], recorder.rec_noise[3:]
+    assert all(torch.equal(z, coarsest[-1]) for z in finer)  # fixed once scale 0 is trained
+    if not resample:
+        assert all(torch.equal(z, initial) for z in coarsest)
+        return
+    draws = torch.Generator().manual_seed(model.hparams.seed)  # the training noise, replayed
+    for z_star in coarsest:
+        expected = torch.randn(1, 1, *model.shapes[0], generator=draws).expand(-1, 3, -1, -1)
+        torch.randn(1, 1, *model.shapes[0], generator=draws)  # the iteration's sample noise
+        torch.rand(3, generator=draws)  # the gradient penalty's interpolation weights
+        assert torch.equal(z_star, expected)
+    assert not torch.equal(coarsest[0], coarsest[1])
 
 
 def test_test_reports_reconstruction_psnr_and_sifid(trained, tmp_path):

@@ -1,10 +1,46 @@
+import math
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from lightning_modules.networks.losses import SinGANLoss, pixelwise_gradient_penalty
-from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, scale_width
-from lightning_modules.networks.resize import resize
+from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, run_pyramid, scale_width
+from lightning_modules.networks.resize import rescale, resize
+
+
+def reference_imresize(images: torch.Tensor, factor: float, shape: tuple[int, int]) -> torch.Tensor:
+    """An independent, loop-by-loop rendering of the official `imresize` (`SinGAN/imresize.py` of
+    tamarott/SinGAN) without its uint8 quantisation, followed by the crop the official code applies:
+    images [B, C, h, w] -> [B, C, *shape], clamped to [-1, 1] before and after."""
+
+    def cubic(x: float) -> float:
+        x = abs(x)
+        if x <= 1:
+            return 1.5 * x**3 - 2.5 * x**2 + 1
+        return -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2 if x <= 2 else 0.0
+
+    def axis_weights(length: int, out_length: int) -> np.ndarray:
+        antialias = factor < 1
+        width = 4.0 / factor if antialias else 4.0
+        mirror = list(range(length)) + list(range(length - 1, -1, -1))
+        matrix = np.zeros((out_length, length))
+        for out in range(1, out_length + 1):  # 1-based pixel numbers, as in the official code
+            position = out / factor + 0.5 * (1 - 1 / factor)
+            left = math.floor(position - width / 2)
+            taps = [left + k - 1 for k in range(math.ceil(width) + 2)]  # 0-based input pixels
+            weights = [
+                factor * cubic(factor * (position - t - 1)) if antialias else cubic(position - t - 1) for t in taps
+            ]
+            for tap, weight in zip(taps, weights):
+                matrix[out - 1, mirror[tap % len(mirror)]] += weight / sum(weights)
+        return matrix
+
+    array = images.clamp(-1, 1).double().numpy()
+    rows, columns = axis_weights(array.shape[-2], shape[0]), axis_weights(array.shape[-1], shape[1])
+    resized = np.einsum("oh,bchw,pw->bcop", rows, array, columns)
+    return torch.from_numpy(resized).float().clamp(-1, 1)
 
 
 def linear_critic(weights: list[float]) -> nn.Conv2d:
@@ -98,3 +134,50 @@ def test_resize_is_identity_at_same_size_and_antialiased_when_shrinking():
     assert resize(x, (20, 20)) is x
     checker = (torch.arange(40).view(1, 1, 1, 40) + torch.arange(40).view(1, 1, 40, 1)) % 2 * 2.0 - 1
     assert resize(checker, (10, 10)).abs().max() < 0.1  # aliasing would keep +-1 values
+
+
+@pytest.mark.parametrize(
+    ("size", "factor", "shape"),
+    [((12, 14), 1 / 0.809, (15, 17)), ((19, 24), 1 / 0.7785, (24, 30)), ((28, 32), 0.75**2, (16, 18))],
+)
+def test_rescale_is_the_official_imresize_and_crop(size, factor, shape):
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0)) * 1.5  # values beyond [-1, 1]
+    out = rescale(x, factor, shape)
+    assert out.shape == (2, 3, *shape) and out.abs().max() <= 1
+    assert torch.allclose(out, reference_imresize(x, factor, shape), atol=1e-5)
+
+
+def test_rescale_upsamples_by_exactly_the_factor_then_crops():
+    ramp = torch.arange(20.0).view(1, 1, 1, 20).expand(1, 1, 4, 20) / 20 - 0.5  # linear in x, inside [-1, 1]
+    out = rescale(ramp, 1.25, (4, 22))  # 25 columns at scale 1.25, cropped to 22
+    centres = (torch.arange(22.0) + 0.5) / 1.25 - 0.5  # where output column q samples the input
+    interior = slice(2, 20)  # a cubic kernel reproduces a ramp away from the mirrored borders
+    assert torch.allclose(out[0, 0, 0, interior], centres[interior] / 20 - 0.5, atol=1e-6)
+
+
+def test_generator_injects_content_into_the_convolutions_and_keeps_the_residual():
+    torch.manual_seed(0)
+    residual, plain = ScaleGenerator(8, same_padding=True, norm="instance"), ScaleGenerator(8, residual=False)
+    noise, prev, content = torch.randn(3, 1, 3, 12, 12).unbind(0)
+    # G(sigma z + content, prev): the convolutions see noise + content, the skip adds prev
+    assert torch.allclose(residual(noise, prev, content), residual(noise, content) - content + prev, atol=1e-6)
+    assert torch.allclose(plain(noise, prev, content), plain(noise, content), atol=1e-6)
+
+
+def test_run_pyramid_clamps_and_upsamples_between_scales():
+    received = []
+
+    def generator(offset: float):
+        def forward(noise, prev):
+            received.append(prev)
+            return prev + noise + offset
+
+        return forward
+
+    shapes, ratio = [(5, 6), (7, 8), (9, 10)], 0.75
+    out = run_pyramid(
+        [generator(3.0), generator(0.0), generator(0.0)], [torch.zeros(1, 3, *s) for s in shapes], shapes, ratio
+    )
+    assert torch.equal(received[0], torch.zeros(1, 3, 5, 6))
+    # scale 0 returns 3 everywhere: the next scale receives it clamped to 1, then resized by 1/ratio
+    assert torch.allclose(received[1], torch.ones(1, 3, 7, 8)) and torch.allclose(out, torch.ones(1, 3, 9, 10))

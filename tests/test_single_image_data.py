@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage
+from skimage import filters, morphology
 
 from datamodules.images import load_image
-from datamodules.single_image import SingleImageDataModule, pyramid_shapes
+from datamodules.single_image import SingleImageDataModule, feather_mask, pyramid_shapes
 from datamodules.synthetic import pattern_image, write_image
 
 
@@ -99,3 +101,42 @@ def test_pyramid_is_built_coarse_to_fine(tiny_image):
     assert all(x.abs().max() <= 1 for x in data.pyramid)
     pyramid = next(iter(data.train_dataloader()))
     assert len(pyramid) == len(data.pyramid_shapes)
+
+
+@pytest.mark.parametrize("radius", [0, 3, 7])
+def test_feathered_mask_is_the_official_dilation_and_gaussian(radius):
+    mask = np.zeros((30, 40), dtype=np.float32)
+    mask[8:14, 5:12] = 1.0
+    mask[20, 30] = 2 / 255  # a nearly black pixel still counts, as in the official uint8 reading
+    dilated = ndimage.binary_dilation(mask > 0, structure=morphology.disk(radius)) if radius else mask > 0
+    expected = filters.gaussian(dilated.astype(np.float64), sigma=5, mode="nearest", truncate=4.0)
+    expected = (expected - expected.min()) / (expected.max() - expected.min())
+    feathered = feather_mask(torch.from_numpy(mask)[None, None], radius)
+    assert torch.allclose(feathered[0, 0], torch.from_numpy(expected).float(), atol=1e-5)
+
+
+def test_rgba_alpha_is_dropped_as_the_official_code_or_composited_on_request(tmp_path):
+    array = np.zeros((12, 16, 4), dtype=np.uint8)
+    array[..., 2] = 255  # blue everywhere, transparent on the right half
+    array[:, :8, 3] = 255
+    path = write_image(tmp_path / "rgba.png", array)
+    dropped = SingleImageDataModule(str(path), max_size=16, min_size=12).image
+    composited = SingleImageDataModule(str(path), max_size=16, min_size=12, composite_alpha=True).image
+    blue, white = torch.tensor([-1.0, -1.0, 1.0]), torch.ones(3)
+    assert torch.allclose(dropped[:, 0, -1], blue) and torch.allclose(composited[:, 0, -1], white)
+    assert torch.allclose(composited[:, 0, 0], blue)
+
+
+def test_injection_is_prepared_at_the_training_size(tiny_image, tmp_path):
+    mask = write_image(tmp_path / "mask.png", np.full((10, 10), 255, dtype=np.uint8))
+    data = SingleImageDataModule(str(tiny_image), max_size=32, min_size=12, inject_path=str(tiny_image),
+                                 inject_scale=2, inject_mask_path=str(mask))  # fmt: skip
+    batch = next(iter(data.predict_dataloader()))
+    shape = data.pyramid_shapes[-1]
+    assert batch["inject"].shape[-2:] == shape and batch["inject_mask"].shape[-2:] == shape
+    assert torch.equal(batch["inject_mask"], torch.ones_like(batch["inject_mask"]))  # all white stays all white
+    stop_scale = len(data.pyramid_shapes) - 1
+    assert abs(data.pyramid_ratio - (12 / 25) ** (1 / stop_scale)) < 1e-9  # (min_size / short side) ** (1 / S)
+    with pytest.raises(ValueError, match="inject_path=.* generates at the training size: sample_scale"):
+        SingleImageDataModule(str(tiny_image), inject_path=str(tiny_image), sample_scale=(1.0, 2.0),
+                              max_size=32, min_size=12).predict_dataloader()  # fmt: skip

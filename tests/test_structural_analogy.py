@@ -3,15 +3,19 @@
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from PIL import Image
 
 from datamodules.image_pair import ImagePairDataModule
+from datamodules.single_image import load_image
 from datamodules.synthetic import pattern_image, write_image
 from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import ScaleGenerator
+from lightning_modules.networks.resize import resize
+from lightning_modules.structural_analogy import StructuralAnalogy
 from tests.helpers import (
     REPO,
     assert_ddp_ranks_agree,
@@ -21,7 +25,8 @@ from tests.helpers import (
     run_cli,
     run_cli_subprocess,
 )
-from tests.test_singan_networks import linear_critic
+from tests.test_singan_cli import read_png
+from tests.test_singan_networks import linear_critic, reference_imresize
 
 SMOKE = str(REPO / "configs/structural_analogy/smoke.yaml")
 PAIR = (str(REPO / "assets/chelsea.png"), str(REPO / "assets/coffee.png"))
@@ -54,7 +59,9 @@ def test_structural_analogy_losses_by_hand():
         domain: {name: torch.randn(1, 3, 4, 4) for name in ("fake", "reconstruction", "translation", "cycle")}
         for domain in "ab"
     }
-    loss = StructuralAnalogyLoss(gp_weight=0.1, rec_weight=2.0, cycle_weight=10.0, b_adversarial_weight=0.1)
+    loss = StructuralAnalogyLoss(
+        gp_weight=0.1, rec_weight=2.0, cycle_weight=10.0, b_adversarial_weight=0.1, adversarial_weight=0.5
+    )
 
     def score(domain, name):
         return critics[domain](outputs[domain][name]).mean()
@@ -68,7 +75,7 @@ def test_structural_analogy_losses_by_hand():
 
     terms = loss.generator(critics, reals, outputs)
     expected = 0.0
-    for domain, adversarial_weight in (("a", 1.0), ("b", 0.1)):
+    for domain, adversarial_weight in (("a", 0.5), ("b", 0.5 * 0.1)):
         out = outputs[domain]
         expected += adversarial_weight * (-score(domain, "translation") - score(domain, "fake"))
         expected += 2.0 * ((out["reconstruction"] - reals[domain]) ** 2).mean()
@@ -136,14 +143,75 @@ def test_predict_writes_samples_translations_and_real_translations(trained, tmp_
     assert Image.open(out / "grid.png").size == (4 * 34 + 2, 2 * 34 + 2)  # a row per seed, 4 columns
 
 
-def test_predict_translates_an_injected_paint(trained, tmp_path):
+@torch.no_grad()
+def official_injection(
+    model: StructuralAnalogy, domain: str, image: torch.Tensor, scale: int, seed: int
+) -> torch.Tensor:
+    """`eval.py` of rmokady/structural-analogy, written out: the frozen scales below k = `scale` run
+    from noise; at k the generator's convolutions get sigma z + the image at that scale, and the
+    generated coarser output stays the residual; the finer scales continue with their noise.
+    Transitions as the official imresize2 (`reference_imresize`). Returns [1, 3, H, W], unclamped."""
+    shapes, ratio = model.shapes, model.ratio
+    noise = torch.Generator().manual_seed(seed)
+    x = torch.zeros(1, 3, *shapes[0])
+    for s, generator in enumerate(model.generators[domain]):
+        z = model.noise_amp(domain, s) * torch.randn(1, 3, *shapes[s], generator=noise)
+        if s > 0:
+            x = reference_imresize(x, 1 / ratio, shapes[s])
+        content = resize(image, shapes[s]).clamp(-1, 1) if s == scale else x
+        x = torch.tanh(generator.body(z + content)) + (x if generator.residual else 0)
+    return x
+
+
+def minmax(image: torch.Tensor) -> torch.Tensor:
+    return (image - image.min()) / (image.max() - image.min()) * 2 - 1
+
+
+def test_predict_injects_as_the_official_eval_and_saves_min_max_normalised(trained, tmp_path):
     _, last = trained
+    model = StructuralAnalogy.load_from_checkpoint(last, weights_only=False)
     paint = write_image(tmp_path / "paint.png", pattern_image(40, 40, seed=3))
-    extra = (f"--data.inject_path={paint}", "--data.inject_domain=b", "--data.inject_scale=2")
+    extra = (f"--data.inject_path={paint}", "--data.inject_domain=b", "--data.inject_scale=2", "--data.num_samples=1")
     out = predict(last, tmp_path, *extra)
-    assert sorted(p.name for p in out.glob("*_injected_*")) == [
-        "b_injected_00000.png", "b_injected_00001.png", "ba_injected_00000.png", "ba_injected_00001.png",
-    ]  # fmt: skip
+    assert sorted(p.name for p in out.glob("*_injected_*")) == ["b_injected_00000.png", "ba_injected_00000.png"]
+
+    fitted = resize(load_image(paint)[None], model.shapes[-1]).clamp(-1, 1)  # the paint at the training size
+    injected = official_injection(model, "b", fitted, scale=2, seed=0)
+    translated = model.generators["a"][-1].eval()(None, injected)  # the finest A generator renders it
+    for name, expected in (("b_injected", injected), ("ba_injected", translated)):
+        written = read_png(out / f"{name}_00000.png")
+        assert (written - minmax(expected)).abs().max() < 2.5 / 255, name  # 8-bit PNG rounding
+        assert written.min() == -1 and written.max() == 1  # the official save_image(normalize=True)
+
+    clamped = predict(last, tmp_path / "clamped", *extra, "--data.minmax_outputs=false")
+    assert (read_png(clamped / "ba_injected_00000.png") - translated.clamp(-1, 1)).abs().max() < 2.5 / 255
+
+
+@torch.no_grad()
+def test_frozen_coarsest_noise_amplitude_of_the_official_image_script():
+    """frozen_coarsest_noise_amp=0.1: the frozen coarsest generator gets 0.1 z (official `train.py`, `eval.py`)."""
+    shapes, ratio = [(12, 12), (15, 15)], 0.8
+    model = StructuralAnalogy(frozen_coarsest_noise_amp=0.1, base_width=8, pyramid_shapes=shapes, scale_ratio=ratio)
+    model.noise_amps[:, 1] = 0.05
+    rng_state = torch.Generator().manual_seed(3).get_state()
+    prev = model._random_prev("a", 1, torch.Generator().set_state(rng_state))
+    z = torch.randn(1, 3, *shapes[0], generator=torch.Generator().set_state(rng_state))
+    generator = model.generators["a"][0]
+    expected = reference_imresize(torch.tanh(generator.body(0.1 * z)), 1 / ratio, shapes[1])
+    assert torch.allclose(prev, expected, atol=1e-5)
+    sample = model.sample("a", [7], last_scale=0)
+    z = torch.randn(1, 3, *shapes[0], generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(sample, torch.tanh(generator.body(0.1 * z)), atol=1e-5)
+
+
+def test_rgba_alpha_is_dropped_as_the_official_code(tmp_path):
+    array = np.zeros((20, 20, 4), dtype=np.uint8)
+    array[..., 0] = 255  # red, fully transparent
+    path = write_image(tmp_path / "a.png", array)
+    dropped = ImagePairDataModule(str(path), PAIR[1], image_size=20, min_size=12)
+    composited = ImagePairDataModule(str(path), PAIR[1], image_size=20, min_size=12, composite_alpha=True)
+    assert torch.allclose(dropped.images["a"][:, 5, 5], torch.tensor([1.0, -1.0, -1.0]))
+    assert torch.allclose(composited.images["a"][:, 5, 5], torch.ones(3))
 
 
 def test_test_reports_round_trip_psnr_and_sifid_per_output(trained, tmp_path):

@@ -1,4 +1,4 @@
-"""Losses: the single-image/video pyramid GANs' (spec sections 1.4, 3.5, 4.6) and AugMix's consistency loss."""
+"""Losses: the pyramid GANs' (SinGAN, structural analogy, HP-VAE-GAN) and AugMix's consistency loss."""
 
 from __future__ import annotations
 
@@ -123,14 +123,16 @@ class HPVAEGANLoss(SinGANLoss):
 
 
 class StructuralAnalogyLoss:
-    """The two pyramids' losses at one scale (spec section 3.5), domains "a" and "b".
+    """The two pyramids' losses at one scale (`train.py` of rmokady/structural-analogy), domains "a" and "b".
 
     Per domain d with real image x_d, unconditional sample x~_d, reconstruction x^_d,
     translation t_d = G_d(x~_other) into d and cycle c_d = G_d(G_other(x~_d)):
 
     L_D_d = -2 mean D_d(x_d) + mean D_d(t_d) + mean D_d(x~_d) + lambda [GP(x_d, t_d) + GP(x_d, x~_d)]
-    L_G   = sum_d w_d [-mean D_d(t_d) - mean D_d(x~_d)]                 (w_a = 1, w_b = lambda_g)
+    L_G   = sum_d w_d [-mean D_d(t_d) - mean D_d(x~_d)]                 (w_a = gamma, w_b = gamma lambda_g)
             + alpha sum_d ||x^_d - x_d||^2 + beta sum_d ||c_d - x~_d||^2
+
+    with gamma = `adversarial_weight` (1 in the official code).
 
     The cycle target is the unconditional sample, not the real image, as in the official code.
     """
@@ -141,11 +143,12 @@ class StructuralAnalogyLoss:
         rec_weight: float = 1.0,
         cycle_weight: float = 1.0,
         b_adversarial_weight: float = 1.0,
+        adversarial_weight: float = 1.0,
     ) -> None:
         self.gp_weight = gp_weight
         self.rec_weight = rec_weight
         self.cycle_weight = cycle_weight
-        self.adversarial_weights = {"a": 1.0, "b": b_adversarial_weight}
+        self.adversarial_weights = {"a": adversarial_weight, "b": adversarial_weight * b_adversarial_weight}
 
     def critic(
         self, critic: nn.Module, real: torch.Tensor, outputs: dict[str, torch.Tensor], epsilons: dict[str, torch.Tensor]

@@ -1,6 +1,7 @@
-"""Per-scale networks of a SinGAN-style pyramid (spec sections 1.2 and 3.3), and the blocks they
-share with the 3D networks of HP-VAE-GAN (networks/video.py): `ConvBlock` and `conv_stack` take
-the number of spatial dims (2 for images, 3 for videos).
+"""Per-scale networks of a SinGAN-style pyramid (`SinGAN/models.py` of tamarott/SinGAN,
+`models.py` of rmokady/structural-analogy), and the blocks they share with the 3D networks of
+HP-VAE-GAN (networks/video.py): `ConvBlock` and `conv_stack` take the number of spatial dims
+(2 for images, 3 for videos).
 
 Both players are five 3x3 convolutions (receptive field 11x11). In SinGAN nothing is
 padded inside the networks: the generator zero-pads its input by 5 px so that its
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.networks.resize import Shape, resize
+from lightning_modules.networks.resize import Shape, rescale
 
 NUM_LAYERS = 5
 PADDING = NUM_LAYERS * (3 - 1) // 2  # valid 3x3 convolutions shrink by 1 px per side each
@@ -112,7 +113,9 @@ class ScaleGenerator(nn.Module):
     output = tanh(f(noise + prev)) + prev, where the noise is already scaled by the
     scale's amplitude sigma_s; `noise=None` maps `prev` alone (structural analogy's
     reconstructions and translations, G(x, x) in its code). A non-residual generator
-    returns tanh(f(noise + prev)) only.
+    returns tanh(f(noise + prev)) only. With `content`, the convolutions see
+    noise + content while the residual still adds `prev`: structural analogy's injection,
+    G(sigma z + injected image, generated coarser output) in its official `eval.py`.
 
     Args:
         width: hidden channels.
@@ -132,9 +135,12 @@ class ScaleGenerator(nn.Module):
         self.body = conv_stack(channels, width, channels, padding=int(same_padding), norm=norm)
         init_weights(self)
 
-    def forward(self, noise: torch.Tensor | None, prev: torch.Tensor) -> torch.Tensor:
-        # noise, prev: [B, C, H, W] -> [B, C, H, W]
-        inputs = prev if noise is None else noise + prev
+    def forward(
+        self, noise: torch.Tensor | None, prev: torch.Tensor, content: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # noise, prev, content: [B, C, H, W] -> [B, C, H, W]
+        inputs = prev if content is None else content
+        inputs = inputs if noise is None else noise + inputs
         if self.input_padding:
             inputs = F.pad(inputs, [self.input_padding] * 4)
         output = torch.tanh(self.body(inputs))
@@ -173,19 +179,22 @@ def run_pyramid(
     generators: Sequence[nn.Module],
     inputs: list[torch.Tensor | None],
     shapes: list[Shape],
+    ratio: float,
     first_scale: int = 0,
     prev: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run G_first .. G_{first+len(inputs)-1}; `inputs[i]` is the already-scaled noise of that scale.
 
     `prev` is the image entering the first scale (zeros at scale 0, or an injected image);
-    between scales each output is resized to the next scale's shape. A None input adds no noise.
+    between scales each output goes to the next scale's shape as the official code takes it
+    there (`rescale`: clamped to [-1, 1], upsampled by 1/`ratio`, cropped).
+    A None input adds no noise. Returns the last scale's output, unclamped.
     """
     x = prev if prev is not None else torch.zeros_like(inputs[0])
     for offset, noise in enumerate(inputs):
         scale = first_scale + offset
         if offset > 0:
-            x = resize(x, shapes[scale])
+            x = rescale(x, 1 / ratio, shapes[scale])
         x = generators[scale](noise, x)
     return x
 
