@@ -8,12 +8,13 @@ import pytest
 import torch
 import yaml
 from scipy.io import savemat
+from torchvision.transforms.v2 import functional as TF
 
 from callbacks.perceptual import ContentStyleDistances, VGGFeatures, gram
 from callbacks.translation import TranslationAccuracy
-from datamodules.digits import OneShotDigitsDataModule, load_domain, read_mnist, read_svhn
+from datamodules.digits import OneShotDigitsDataModule, disjoint_halves, load_domain, read_mnist, read_svhn
 from datamodules.synthetic import pattern_image, write_image
-from datamodules.unpaired_folders import UnpairedFoldersDataModule
+from datamodules.unpaired_folders import UnpairedFoldersDataModule, flip_and_rotate
 from lightning_modules.networks.losses import latent_kl, lsgan
 from lightning_modules.networks.ost import (
     DigitCritic,
@@ -143,16 +144,57 @@ def test_reader_errors_name_the_file(tmp_path):
         load_domain("usps", None, "train")
 
 
-def test_one_shot_digits_data_picks_one_sample_and_augments_it():
+def test_flip_and_rotate_is_torchvisions_nearest_rotation_with_black_corners():
+    images = torch.rand(6, 3, 20, 30) * 2 - 1
+    augmented = flip_and_rotate(images, 7.0, torch.Generator().manual_seed(1))
+    draws = torch.Generator().manual_seed(1)
+    flips, angles = torch.rand(6, generator=draws) < 0.5, (torch.rand(6, generator=draws) * 2 - 1) * 7
+    for image, flip, angle, result in zip(images, flips, angles, augmented):
+        flipped = image.flip(-1) if flip else image
+        expected = TF.rotate(flipped, float(angle), interpolation=TF.InterpolationMode.NEAREST, fill=-1.0)
+        assert torch.equal(result, expected)
+    white = flip_and_rotate(torch.ones(1, 3, 32, 32), 7.0, torch.Generator().manual_seed(0))
+    assert white[0, :, 0, 0].tolist() == [-1.0, -1.0, -1.0]  # black corners, as PIL's rotate
+    tiny = flip_and_rotate(images, 0.1, draws)  # the digits' 0.1 degrees move no pixel
+    assert all(torch.equal(out, image) or torch.equal(out, image.flip(-1)) for out, image in zip(tiny, images))
+
+
+def test_one_shot_digits_data_augments_b_and_reuses_one_draw_of_the_sample():
     data = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, sample_index=None, sample_seed=3,
                                    rotation_degrees=30.0)  # fmt: skip
     again = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, sample_index=None, sample_seed=3)
     assert data.sample_index == again.sample_index  # a seeded random choice
-    batch = data.training_batch(torch.Generator().manual_seed(0))
-    assert batch["a"].shape == (1, 1, 32, 32) and batch["b"].shape == (1, 3, 32, 32)
-    assert not torch.equal(batch["a"], data.sample)  # augmented
-    with pytest.raises(ValueError, match="outside A's 1437 training images"):
+    raw = data.source_train[0][data.sample_index]
+    assert not torch.equal(data.sample[0], raw)  # the official code's one augmented draw ...
+    rng = torch.Generator().manual_seed(0)
+    batches = [data.training_batch(rng) for _ in range(4)]
+    assert batches[0]["a"].shape == (1, 1, 32, 32) and batches[0]["b"].shape == (1, 3, 32, 32)
+    assert all(torch.equal(batch["a"], data.sample) for batch in batches)  # ... reused verbatim
+    raw_b = data.target_train[0]
+    for b in (batch["b"][0] for batch in batches):  # B is rotated too: neither a stored image nor its mirror
+        assert not any(torch.equal(b, image) or torch.equal(b, image.flip(-1)) for image in raw_b)
+    each_step = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2,
+                                        sample_index=data.sample_index, rotation_degrees=30.0,
+                                        augment_sample_each_step=True)  # fmt: skip
+    samples = [each_step.training_batch(rng)["a"] for _ in range(3)]
+    assert not torch.equal(samples[0], samples[1]) and not torch.equal(samples[1], samples[2])
+    phase_one = OneShotDigitsDataModule(source="handwritten", target="textured", phase=1, batch_size=64)
+    b = phase_one.training_batch(rng)["b"]
+    official = phase_one.target_train[0]
+    flipped = [any(torch.equal(image, candidate.flip(-1)) for candidate in official) for image in b[:8]]
+    assert any(flipped) and not all(flipped)  # the 0.1-degree rotation leaves pixels; half are flipped
+    with pytest.raises(ValueError, match="outside A's 718 training images"):
         OneShotDigitsDataModule(source="handwritten", target="textured", sample_index=5000)
+
+
+def test_packaged_domains_take_a_and_b_from_disjoint_halves_of_the_scans():
+    data = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, augment=False)
+    half_a, half_b = disjoint_halves(load_domain("handwritten", None, "train")[1])
+    assert set(half_a.tolist()).isdisjoint(half_b.tolist()) and len(half_a) + len(half_b) == 1437
+    assert torch.equal(data.source_train[0], load_domain("handwritten", None, "train")[0][half_a])
+    assert torch.equal(data.target_train[0], load_domain("textured", None, "train")[0][half_b])
+    counts = [torch.bincount(labels, minlength=10) for labels in (data.source_train[1], data.target_train[1])]
+    assert (counts[0] - counts[1]).abs().max() <= 1  # stratified
 
 
 def _write_folders(root: Path) -> Path:
@@ -163,9 +205,11 @@ def _write_folders(root: Path) -> Path:
 
 
 def test_unpaired_folders_layout_and_augmentation(tmp_path):
-    data = UnpairedFoldersDataModule(str(_write_folders(tmp_path)), load_size=36, crop_size=32)
+    data = UnpairedFoldersDataModule(str(_write_folders(tmp_path)), load_size=36, crop_size=32, rotation_degrees=30.0)
     batch = data.training_batch(torch.Generator().manual_seed(0))
     assert batch["a"].shape == (1, 3, 32, 32) and batch["b"].shape == (1, 3, 32, 32)
+    white = data.augment(torch.ones(3, 40, 40), torch.Generator().manual_seed(0))
+    assert white[:, 0, 0].tolist() == [-1.0, -1.0, -1.0]  # rotated corners are black, as the official code's
     assert data.style_references().shape == (2, 3, 32, 32)
     (tmp_path / "testB" / "0.png").unlink()
     (tmp_path / "testB" / "1.png").unlink()
