@@ -58,6 +58,11 @@ class OneShotTranslation(IterativeModule):
         betas: Adam betas.
         lr_decay_start: iteration after which the LR decays linearly to 0 at `iterations`
             (the drawing tasks: 60 of 80 epochs); None keeps it constant (digits).
+        epoch_iterations: iterations of an epoch (the drawing tasks: |trainB|); when given, the
+            decay moves once per epoch as the official CycleGAN lambda rule, whose factor in
+            epoch e (from 0) is 1 - max(0, e + 2 - n) / (m + 1) for n constant and m decaying
+            epochs (so it starts one epoch before `lr_decay_start` and the last epoch has LR 0);
+            None: a linear decay at every iteration.
         rec_loss: "mse" (digits) or "l1" (drawing tasks).
         phase_one_rec_weight: weight of B's reconstruction in phase 1 (digits 1, drawing 10).
         a_rec_weight: weight of x's reconstruction A -> A in phase 2 (1).
@@ -87,6 +92,7 @@ class OneShotTranslation(IterativeModule):
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         lr_decay_start: int | None = None,
+        epoch_iterations: int | None = None,
         rec_loss: str = "mse",
         phase_one_rec_weight: float = 1.0,
         a_rec_weight: float = 1.0,
@@ -106,6 +112,8 @@ class OneShotTranslation(IterativeModule):
             raise ValueError(
                 f"network={network!r}, phase={phase}, rec_loss={rec_loss!r}: expected digits|resnet, 1|2, mse|l1"
             )
+        if epoch_iterations is not None and epoch_iterations < 1:
+            raise ValueError(f"epoch_iterations={epoch_iterations}: expected the iterations of an epoch (|trainB|)")
         if network == "digits":
             self.autoencoder = digits_autoencoder(channels_a, channels_b)
             critic_domains = ("b",) if phase == 1 else ("a", "b")
@@ -169,10 +177,12 @@ class OneShotTranslation(IterativeModule):
         return optimizers, [LambdaLR(opt, self._lr_factor) for opt in optimizers]
 
     def _lr_factor(self, iteration: int) -> float:
-        start, total = self.hparams.lr_decay_start, self.hparams.iterations
-        if start is None or iteration < start:
+        start, total, epoch = self.hparams.lr_decay_start, self.hparams.iterations, self.hparams.epoch_iterations
+        if start is None:
             return 1.0
-        return max(0.0, 1.0 - (iteration - start) / max(1, total - start))
+        if epoch:  # models/networks.py get_scheduler of the official drawing code, stepped after every epoch
+            return max(0.0, 1.0 - max(0, iteration // epoch + 2 - start // epoch) / ((total - start) // epoch + 1))
+        return 1.0 if iteration < start else max(0.0, 1.0 - (iteration - start) / max(1, total - start))
 
     @property
     def progress_description(self) -> str:

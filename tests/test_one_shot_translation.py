@@ -106,6 +106,14 @@ def test_without_selective_backprop_the_x_losses_move_the_shared_core():
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("encoder_shared."))
 
 
+def test_learning_rate_schedules_linear_and_per_epoch_as_the_official_lambda_rule():
+    linear = OneShotTranslation(network="digits", iterations=8, lr_decay_start=4)
+    assert [linear._lr_factor(i) for i in range(9)] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0]
+    # 4 epochs of 2 iterations, "niter" 2 and "niter_decay" 2: 1 - max(0, e + 1 + 1 - 2) / 3 in epoch e
+    per_epoch = OneShotTranslation(network="digits", iterations=8, lr_decay_start=4, epoch_iterations=2)
+    assert [per_epoch._lr_factor(i) for i in range(8)] == pytest.approx([1, 1, 2 / 3, 2 / 3, 1 / 3, 1 / 3, 0, 0])
+
+
 # ---------------------------------------------------------------------- readers
 def _write_idx(path: Path, array: np.ndarray, magic: int) -> None:
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
@@ -319,7 +327,7 @@ def test_content_and_style_distances_are_zero_for_identity():
 
 def test_resnet_recipe_runs_both_phases_on_folders(tmp_path):
     data = _write_folders(tmp_path / "data")
-    tiny = {"ngf": 8, "num_res_blocks_shared": 1, "iterations": 3, "lr_decay_start": 1}
+    tiny = {"ngf": 8, "num_res_blocks_shared": 1, "iterations": 3, "lr_decay_start": 1, "epoch_iterations": 1}
     configs = {}
     for phase in (1, 2):
         config = yaml.safe_load((REPO / f"configs/one_shot_translation/facades_phase{phase}.yaml").read_text())
