@@ -46,7 +46,8 @@ class OneShotTranslation(IterativeModule):
         network: "digits" or "resnet" (selects the recipe, see the module docstring).
         channels_a: image channels of A (1 for MNIST).
         channels_b: image channels of B.
-        ngf: ResNet base width.
+        ngf: base width of the generator: the digits' `--g_conv_dim`, the ResNet's `--ngf` (64).
+        ndf: base width of the critics: the digits' `--d_conv_dim`, the PatchGAN's `--ndf` (64).
         n_downsampling: ResNet down-samplings (2, or 3 for images -> cityscapes).
         num_unshared: ResNet down/up-samplings that are domain-specific (2, 3, or 0 for style tasks).
         num_res_blocks_shared: residual blocks of each shared half (6).
@@ -83,6 +84,7 @@ class OneShotTranslation(IterativeModule):
         channels_a: int = 1,
         channels_b: int = 3,
         ngf: int = 64,
+        ndf: int = 64,
         n_downsampling: int = 2,
         num_unshared: int = 2,
         num_res_blocks_shared: int = 6,
@@ -115,15 +117,15 @@ class OneShotTranslation(IterativeModule):
         if epoch_iterations is not None and epoch_iterations < 1:
             raise ValueError(f"epoch_iterations={epoch_iterations}: expected the iterations of an epoch (|trainB|)")
         if network == "digits":
-            self.autoencoder = digits_autoencoder(channels_a, channels_b)
+            self.autoencoder = digits_autoencoder(channels_a, channels_b, ngf)
             critic_domains = ("b",) if phase == 1 else ("a", "b")
             channels = {"a": channels_a, "b": channels_b}
-            self.critics = torch.nn.ModuleDict({d: DigitCritic(channels[d]) for d in critic_domains})
+            self.critics = torch.nn.ModuleDict({d: DigitCritic(channels[d], ndf) for d in critic_domains})
         else:
             if channels_a != channels_b:
                 raise ValueError("the ResNet recipe translates between images of the same number of channels")
             self.autoencoder = resnet_autoencoder(channels_b, ngf, n_downsampling, num_unshared, num_res_blocks_shared)
-            self.critics = torch.nn.ModuleDict({"b": PatchGANCritic(channels_b)})
+            self.critics = torch.nn.ModuleDict({"b": PatchGANCritic(channels_b, ndf)})
         self.reconstruction = F.mse_loss if rec_loss == "mse" else F.l1_loss
         self.pool = ImagePool(pool_size)
         self._rng = torch.Generator().manual_seed(seed)

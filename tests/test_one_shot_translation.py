@@ -37,6 +37,9 @@ def test_digits_autoencoder_shapes_and_latent():
     assert latent.shape == (2, 128, 8, 8)
     assert autoencoder.decode(latent, "b").shape == (2, 3, 32, 32)
     assert DigitCritic(3)(torch.randn(2, 3, 32, 32)).shape == (2,)
+    narrow = OneShotTranslation(network="digits", ngf=16, ndf=8)  # the official --g_conv_dim, --d_conv_dim
+    assert narrow.autoencoder.encode(torch.randn(2, 1, 32, 32), "a").shape == (2, 32, 8, 8)
+    assert narrow.critics["b"][0].out_channels == 8 and narrow.critics["a"](torch.randn(2, 1, 32, 32)).shape == (2,)
 
 
 @pytest.mark.parametrize(("n_downsampling", "num_unshared"), [(2, 2), (3, 3), (2, 0)])
