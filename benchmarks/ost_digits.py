@@ -55,18 +55,19 @@ def main() -> None:
     if not phase_one.is_file():
         fit("handwritten_to_textured_phase1.yaml", phase_one.parents[1])
 
-    results: dict[str, dict[int, float]] = {}
-    for variant in args.variants:
-        for sample in args.samples:
+    results: dict[str, dict[int, float]] = {variant: {} for variant in args.variants}
+    for sample in args.samples:  # every variant on a sample before the next: a stopped run leaves whole rows
+        for variant in args.variants:
             start = time.perf_counter()
             cli = fit(
                 "handwritten_to_textured_phase2.yaml", args.root / variant / f"sample_{sample}",
                 f"--data.sample_index={sample}", *VARIANTS[variant],
             )  # fmt: skip
             accuracy = float(cli.trainer.callback_metrics["val/translation_accuracy"])
-            results.setdefault(variant, {})[sample] = accuracy
+            results[variant][sample] = accuracy
             print(f"{variant} sample {sample}: {accuracy:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
-    (args.root / "results.json").write_text(json.dumps({"classifier": classifier_accuracy, **results}, indent=1))
+            summary = {"classifier": classifier_accuracy, **results}
+            (args.root / "results.json").write_text(json.dumps(summary, indent=1))
 
     print(f"\nB classifier accuracy on B test digits: {classifier_accuracy:.3f}")
     print(f"translation accuracy of A -> B over A samples {args.samples} (chance 0.10)\n")
