@@ -168,7 +168,7 @@ class DigitsDataModule(ClassificationDataModule):
 
 
 class OneShotDigitsDataModule(StreamedTrainingData):
-    """Digit domains A (one sample) and B (all of it) for one-shot translation (spec 2.2).
+    """Digit domains A (one sample) and B (all of it) for one-shot translation (the official mnist_to_svhn code).
 
     The augmentation is the official `--use_augmentation=True` of `mnist_to_svhn/data_loader.py`
     (sagiebenaim/OneShotTranslation): a horizontal flip with probability 1/2 and a rotation by

@@ -1,4 +1,4 @@
-"""One-shot unsupervised cross-domain translation, OST (Benaim and Wolf, NeurIPS 2018; spec section 2).
+"""One-shot unsupervised cross-domain translation, OST (Benaim and Wolf, NeurIPS 2018).
 
 Phase 1 trains an autoencoder of domain B (many images). Phase 2, a new run that loads it
 through `phase_one_checkpoint`, adds fresh A-specific outer layers and trains on the single
@@ -7,9 +7,9 @@ step only the domain-specific outer layers, so the shared core stays anchored to
 one-way cycle x -> B -> A ties the translation to x.
 
 Two recipes, chosen by `network`:
-- "digits" (spec 2.2): the 32x32 networks, a critic per domain, MSE reconstructions, critic
+- "digits" (official mnist_to_svhn): the 32x32 networks, a critic per domain, MSE reconstructions, critic
   real and fake steps, then the x step (A and B outer layers), then the B step;
-- "resnet" (spec 2.3): the CycleGAN ResNet generator split per task, one PatchGAN critic
+- "resnet" (official drawing_and_style_transfer): the CycleGAN ResNet generator split per task, one PatchGAN critic
   for B with an image pool, L1 reconstructions, the x step (A outer layers), the B step,
   then the critic step.
 """
@@ -243,7 +243,7 @@ class OneShotTranslation(IterativeModule):
         return term
 
     def _phase_one(self, b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """B autoencoder: lsgan + w * rec(G_B(E_B(b)), b) + 0.1 mean(h^2), and its critic (spec 2.2, 2.3)."""
+        """B autoencoder: lsgan + w * rec(G_B(E_B(b)), b) + 0.1 mean(h^2), and its critic (both official recipes)."""
         hp, critic = self.hparams, self.critics["b"]
 
         def generator_step() -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Networks of one-shot translation (OST, spec sections 2.2-2.3): autoencoders split into
+"""Networks of one-shot translation (OST, after sagiebenaim/OneShotTranslation): autoencoders split into
 domain-specific ("unshared") outer layers and shared inner layers, and their critics.
 
     E_d = E^S o E_d^U      G_d = G_d^U o G^S      translation x -> B: G_B^U(G^S(E^S(E_A^U(x))))
@@ -68,7 +68,7 @@ def per_image_batch_norm(module: nn.Module) -> Iterator[None]:
             m.momentum = momentum
 
 
-# ---------------------------------------------------------------------- digits (spec 2.2)
+# -------------------------------------------------------------------- digits (mnist_to_svhn)
 def _digit_block(conv: nn.Module, channels: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(channels), nn.LeakyReLU(0.05))
 
@@ -88,8 +88,7 @@ def digits_autoencoder(channels_a: int = 1, channels_b: int = 3, width: int = 64
             _digit_block(nn.ConvTranspose2d(core, width, 4, 2, 1, bias=False), width),
         ),
         decoders={
-            d: nn.Sequential(nn.ConvTranspose2d(width, c, 4, 2, 1, bias=False), nn.Tanh())
-            for d, c in channels.items()
+            d: nn.Sequential(nn.ConvTranspose2d(width, c, 4, 2, 1, bias=False), nn.Tanh()) for d, c in channels.items()
         },
     )
 
@@ -107,7 +106,7 @@ class DigitCritic(nn.Sequential):
         )  # fmt: skip
 
 
-# ---------------------------------------------------------------------- drawing and style (spec 2.3)
+# --------------------------------------------------- drawing and style (drawing_and_style_transfer)
 class ResidualBlock(nn.Module):
     """x + [pad, conv3x3, IN, ReLU, pad, conv3x3, IN](x), reflection padding."""
 
