@@ -17,12 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from torchvision.transforms.v2 import functional as TF
 
 from datamodules.loaders import ClassificationDataModule, StreamedTrainingData, evaluation_loader
+from datamodules.unpaired_folders import flip_and_rotate
 from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_settings
 
 SOURCES = ("mnist", "svhn", "handwritten", "textured")
+PACKAGED = ("handwritten", "textured")  # both drawn from the same scikit-learn scans
 CHANNELS = {"mnist": 1, "svhn": 3, "handwritten": 1, "textured": 3}
 IDX_MAGIC = {3: 2051, 1: 2049}  # images, labels
 
@@ -114,6 +115,19 @@ def textured_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def disjoint_halves(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two fixed stratified halves of the packaged training scans (indices [N // 2], [N - N // 2]).
+
+    The handwritten and the textured training splits hold the same scans in the same order;
+    one-shot translation takes A from one half and B from the other, so that B never holds
+    a textured copy of the single sample (or of any other A training digit).
+    """
+    from sklearn.model_selection import train_test_split
+
+    first, second = train_test_split(np.arange(len(labels)), test_size=0.5, stratify=labels.numpy(), random_state=0)
+    return torch.from_numpy(np.sort(first)), torch.from_numpy(np.sort(second))
+
+
 def load_domain(source: str, root: str | Path | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images [N, C, 32, 32] float in [-1, 1] (C = 1 for MNIST and handwritten, 3 otherwise) and labels [N]."""
     if source not in SOURCES:
@@ -158,7 +172,14 @@ class DigitsDataModule(ClassificationDataModule):
 
 
 class OneShotDigitsDataModule(StreamedTrainingData):
-    """Digit domains A (one sample) and B (all of it) for one-shot translation (spec 2.2).
+    """Digit domains A (one sample) and B (all of it) for one-shot translation (the official mnist_to_svhn code).
+
+    The augmentation is the official `--use_augmentation=True` of `mnist_to_svhn/data_loader.py`
+    (sagiebenaim/OneShotTranslation): a horizontal flip with probability 1/2 and a rotation by
+    U(-0.1, 0.1) degrees, nearest-neighbour with black corners, of every B image in both
+    phases; the A sample is the first draw of the same transform, reused verbatim. When A and
+    B are the packaged domains, which share their training scans, A takes its sample from one
+    stratified half of them and B is the textured other half (`disjoint_halves`).
 
     Args:
         source: domain A, the one-shot side: "mnist", "svhn", "handwritten" or "textured".
@@ -167,11 +188,14 @@ class OneShotDigitsDataModule(StreamedTrainingData):
         target_root: MNIST/SVHN directory of B.
         phase: 1 (B's autoencoder: batches of B) or 2 (the single A sample and one B image).
         batch_size: B images per phase-1 batch (64).
-        sample_index: index of the single A sample in A's training split; None draws one at
+        sample_index: index of the single A sample in A's training images; None draws one at
             random with `sample_seed`.
-        sample_seed: seed of that draw, and of the training batches (rank r adds r).
-        augment: augment the A sample at every step (random horizontal flip and rotation);
-            the official code augments it once and reuses it verbatim.
+        sample_seed: seed of that draw and of the sample's augmentation, and of the training
+            batches (rank r adds r).
+        augment: the official augmentation (flip and rotation) of every B image and, once,
+            of the A sample; false: none (an ablation row of the paper).
+        augment_sample_each_step: a variant: a fresh flip and rotation of the A sample at every
+            step instead of the official single draw (only with `augment`).
         rotation_degrees: rotation range of the augmentation (the official code: 0.1).
         eval_batch_size: batch size of the evaluation loaders.
         num_eval: A test images translated by validation/test (None: all).
@@ -194,6 +218,7 @@ class OneShotDigitsDataModule(StreamedTrainingData):
         sample_index: int | None = 0,
         sample_seed: int = 0,
         augment: bool = True,
+        augment_sample_each_step: bool = False,
         rotation_degrees: float = 0.1,
         eval_batch_size: int = 256,
         num_eval: int | None = None,
@@ -204,31 +229,35 @@ class OneShotDigitsDataModule(StreamedTrainingData):
         self.source_train = load_domain(source, source_root, "train")
         self.target_train = load_domain(target, target_root, "train")
         self.source_test = load_domain(source, source_root, "test")
+        if source in PACKAGED and target in PACKAGED:
+            half_a, half_b = disjoint_halves(self.source_train[1])
+            self.source_train = tuple(tensor[half_a] for tensor in self.source_train)
+            self.target_train = tuple(tensor[half_b] for tensor in self.target_train)
         count = len(self.source_train[0])
+        draws = torch.Generator().manual_seed(sample_seed)
         if sample_index is None:
-            sample_index = int(torch.randint(count, (), generator=torch.Generator().manual_seed(sample_seed)))
+            sample_index = int(torch.randint(count, (), generator=draws))
         if not 0 <= sample_index < count:
             raise ValueError(f"sample_index={sample_index} is outside A's {count} training images")
         self.sample_index = sample_index
         self.sample = self.source_train[0][sample_index : sample_index + 1]  # [1, C_a, 32, 32]
+        if augment and not augment_sample_each_step:  # the official code's first augmented draw
+            self.sample = flip_and_rotate(self.sample, rotation_degrees, draws)
         self.sample_label = int(self.source_train[1][sample_index])
         self.channels = (CHANNELS[source], CHANNELS[target])
 
     def training_batch(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        """Phase 1: {"b": [batch_size, C_b, 32, 32]}; phase 2: {"a": [1, C_a, 32, 32], "b": [1, C_b, 32, 32]}."""
         hp = self.hparams
         target = self.target_train[0]
+        count = hp.batch_size if hp.phase == 1 else 1
+        b = target[torch.randint(len(target), (count,), generator=rng)]
+        if hp.augment:  # a draw per image, as a dataset transform
+            b = flip_and_rotate(b, hp.rotation_degrees, rng)
         if hp.phase == 1:
-            return {"b": target[torch.randint(len(target), (hp.batch_size,), generator=rng)]}
-        b = target[torch.randint(len(target), (1,), generator=rng)]
-        return {"a": self.augmented_sample(rng) if hp.augment else self.sample, "b": b}
-
-    def augmented_sample(self, rng: torch.Generator) -> torch.Tensor:
-        """The A sample, flipped with probability 1/2 and rotated by U(-deg, deg)."""
-        sample = self.sample
-        if torch.rand((), generator=rng) < 0.5:
-            sample = TF.horizontal_flip(sample)
-        angle = float((torch.rand((), generator=rng) * 2 - 1) * self.hparams.rotation_degrees)
-        return TF.rotate(sample, angle, interpolation=TF.InterpolationMode.BILINEAR, fill=-1.0)
+            return {"b": b}
+        each_step = hp.augment and hp.augment_sample_each_step
+        return {"a": flip_and_rotate(self.sample, hp.rotation_degrees, rng) if each_step else self.sample, "b": b}
 
     def _evaluation_set(self) -> TensorDataset:
         images, labels = self.source_test

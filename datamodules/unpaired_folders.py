@@ -9,9 +9,11 @@ tasks (spec section 2.3):
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
@@ -28,6 +30,25 @@ def list_images(directory: Path) -> list[Path]:
     if not files:
         raise ValueError(f"{directory} holds no image ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def flip_and_rotate(images: torch.Tensor, degrees: float, rng: torch.Generator) -> torch.Tensor:
+    """One-shot translation's augmentation in both official code bases, torchvision's
+    RandomHorizontalFlip then RandomRotation(degrees) on PIL images: each image flipped with
+    probability 1/2, then rotated about its centre by U(-degrees, degrees) with
+    nearest-neighbour sampling and black corners (PIL's `rotate` defaults; the same pixels as
+    torchvision's `rotate` with NEAREST and fill -1). images [N, C, H, W] in [-1, 1]."""
+    count, _, height, width = images.shape
+    flips = torch.rand(count, generator=rng) < 0.5
+    radians = (torch.rand(count, generator=rng) * 2 - 1) * degrees * math.pi / 180
+    images = torch.where(flips[:, None, None, None], images.flip(-1), images)
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    # output -> input sampling positions in grid_sample's [-1, 1] coordinates, square pixels kept
+    theta = torch.stack([torch.stack([cos, -sin * height / width, 0 * cos], 1),
+                         torch.stack([sin * width / height, cos, 0 * cos], 1)], 1)  # fmt: skip
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    # sampled on images + 1, whose zero padding is black (-1) once shifted back
+    return F.grid_sample(images + 1, grid, mode="nearest", padding_mode="zeros", align_corners=False) - 1
 
 
 class ResizedImages(Dataset):
@@ -53,7 +74,8 @@ class UnpairedFoldersDataModule(StreamedTrainingData):
         sample_index: which image of the sorted trainA/ is the single sample (official: 0).
         load_size: images are resized to load_size x load_size (bicubic) ...
         crop_size: ... then randomly cropped to crop_size x crop_size.
-        flip_and_rotate: random horizontal flip and rotation by U(-rotation_degrees, rotation_degrees).
+        flip_and_rotate: random horizontal flip and rotation by U(-rotation_degrees, rotation_degrees),
+            nearest-neighbour with black corners as the official code (`flip_and_rotate`).
         rotation_degrees: 7 in the official code.
         batch_size: B images per phase-1 batch (official: 1).
         sample_seed: seed of the training batches (rank r adds r).
@@ -104,12 +126,8 @@ class UnpairedFoldersDataModule(StreamedTrainingData):
         image = TF.resize(image, [hp.load_size, hp.load_size], interpolation=TF.InterpolationMode.BICUBIC)
         top, left = (int(torch.randint(hp.load_size - hp.crop_size + 1, (), generator=rng)) for _ in range(2))
         image = image[:, top : top + hp.crop_size, left : left + hp.crop_size]
-        if hp.flip_and_rotate:
-            if torch.rand((), generator=rng) < 0.5:
-                image = TF.horizontal_flip(image)
-            angle = float((torch.rand((), generator=rng) * 2 - 1) * hp.rotation_degrees)
-            image = TF.rotate(image, angle, interpolation=TF.InterpolationMode.BILINEAR)
-        return image.clamp(-1, 1)
+        image = image.clamp(-1, 1)  # bicubic overshoots; the official code resizes uint8 images
+        return flip_and_rotate(image[None], hp.rotation_degrees, rng)[0] if hp.flip_and_rotate else image
 
     def training_batch(self, rng: torch.Generator) -> dict[str, torch.Tensor]:
         hp, b_files = self.hparams, self.files["trainB"]

@@ -1,4 +1,4 @@
-"""One-shot unsupervised cross-domain translation, OST (Benaim and Wolf, NeurIPS 2018; spec section 2).
+"""One-shot unsupervised cross-domain translation, OST (Benaim and Wolf, NeurIPS 2018).
 
 Phase 1 trains an autoencoder of domain B (many images). Phase 2, a new run that loads it
 through `phase_one_checkpoint`, adds fresh A-specific outer layers and trains on the single
@@ -7,9 +7,9 @@ step only the domain-specific outer layers, so the shared core stays anchored to
 one-way cycle x -> B -> A ties the translation to x.
 
 Two recipes, chosen by `network`:
-- "digits" (spec 2.2): the 32x32 networks, a critic per domain, MSE reconstructions, critic
+- "digits" (official mnist_to_svhn): the 32x32 networks, a critic per domain, MSE reconstructions, critic
   real and fake steps, then the x step (A and B outer layers), then the B step;
-- "resnet" (spec 2.3): the CycleGAN ResNet generator split per task, one PatchGAN critic
+- "resnet" (official drawing_and_style_transfer): the CycleGAN ResNet generator split per task, one PatchGAN critic
   for B with an image pool, L1 reconstructions, the x step (A outer layers), the B step,
   then the critic step.
 """
@@ -48,7 +48,8 @@ class OneShotTranslation(IterativeModule):
         network: "digits" or "resnet" (selects the recipe, see the module docstring).
         channels_a: image channels of A (1 for MNIST).
         channels_b: image channels of B.
-        ngf: ResNet base width.
+        ngf: base width of the generator: the digits' `--g_conv_dim`, the ResNet's `--ngf` (64).
+        ndf: base width of the critics: the digits' `--d_conv_dim`, the PatchGAN's `--ndf` (64).
         n_downsampling: ResNet down-samplings (2, or 3 for images -> cityscapes).
         num_unshared: ResNet down/up-samplings that are domain-specific (2, 3, or 0 for style tasks).
         num_res_blocks_shared: residual blocks of each shared half (6).
@@ -60,6 +61,11 @@ class OneShotTranslation(IterativeModule):
         betas: Adam betas.
         lr_decay_start: iteration after which the LR decays linearly to 0 at `iterations`
             (the drawing tasks: 60 of 80 epochs); None keeps it constant (digits).
+        epoch_iterations: iterations of an epoch (the drawing tasks: |trainB|); when given, the
+            decay moves once per epoch as the official CycleGAN lambda rule, whose factor in
+            epoch e (from 0) is 1 - max(0, e + 2 - n) / (m + 1) for n constant and m decaying
+            epochs (so it starts one epoch before `lr_decay_start` and the last epoch has LR 0);
+            None: a linear decay at every iteration.
         rec_loss: "mse" (digits) or "l1" (drawing tasks).
         phase_one_rec_weight: weight of B's reconstruction in phase 1 (digits 1, drawing 10).
         a_rec_weight: weight of x's reconstruction A -> A in phase 2 (1).
@@ -80,7 +86,7 @@ class OneShotTranslation(IterativeModule):
         "phase": OneOf((1, 2)), "iterations": AT_LEAST_1, "lr": POSITIVE, "betas": BETAS,
         "lr_decay_start": NON_NEGATIVE, "rec_loss": OneOf(("mse", "l1")), "phase_one_rec_weight": NON_NEGATIVE,
         "a_rec_weight": NON_NEGATIVE, "cycle_weight": NON_NEGATIVE, "b_rec_weight": NON_NEGATIVE,
-        "kl_weight": NON_NEGATIVE, "pool_size": NON_NEGATIVE,
+        "kl_weight": NON_NEGATIVE, "pool_size": NON_NEGATIVE, "ndf": AT_LEAST_1, "epoch_iterations": AT_LEAST_1,
     }  # fmt: skip
 
     def __init__(
@@ -89,6 +95,7 @@ class OneShotTranslation(IterativeModule):
         channels_a: int = 1,
         channels_b: int = 3,
         ngf: int = 64,
+        ndf: int = 64,
         n_downsampling: int = 2,
         num_unshared: int = 2,
         num_res_blocks_shared: int = 6,
@@ -98,6 +105,7 @@ class OneShotTranslation(IterativeModule):
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         lr_decay_start: int | None = None,
+        epoch_iterations: int | None = None,
         rec_loss: str = "mse",
         phase_one_rec_weight: float = 1.0,
         a_rec_weight: float = 1.0,
@@ -115,15 +123,15 @@ class OneShotTranslation(IterativeModule):
         self.save_hyperparameters()
         check_settings(self)
         if network == "digits":
-            self.autoencoder = digits_autoencoder(channels_a, channels_b)
+            self.autoencoder = digits_autoencoder(channels_a, channels_b, ngf)
             critic_domains = ("b",) if phase == 1 else ("a", "b")
             channels = {"a": channels_a, "b": channels_b}
-            self.critics = torch.nn.ModuleDict({d: DigitCritic(channels[d]) for d in critic_domains})
+            self.critics = torch.nn.ModuleDict({d: DigitCritic(channels[d], ndf) for d in critic_domains})
         else:
             if channels_a != channels_b:
                 raise ValueError("the ResNet recipe translates between images of the same number of channels")
             self.autoencoder = resnet_autoencoder(channels_b, ngf, n_downsampling, num_unshared, num_res_blocks_shared)
-            self.critics = torch.nn.ModuleDict({"b": PatchGANCritic(channels_b)})
+            self.critics = torch.nn.ModuleDict({"b": PatchGANCritic(channels_b, ndf)})
         self.reconstruction = F.mse_loss if rec_loss == "mse" else F.l1_loss
         self.pool = ImagePool(pool_size)
         self._rng = torch.Generator().manual_seed(seed)
@@ -172,10 +180,12 @@ class OneShotTranslation(IterativeModule):
         return optimizers, [LambdaLR(opt, self._lr_factor) for opt in optimizers]
 
     def _lr_factor(self, iteration: int) -> float:
-        start, total = self.hparams.lr_decay_start, self.hparams.iterations
-        if start is None or iteration < start:
+        start, total, epoch = self.hparams.lr_decay_start, self.hparams.iterations, self.hparams.epoch_iterations
+        if start is None:
             return 1.0
-        return max(0.0, 1.0 - (iteration - start) / max(1, total - start))
+        if epoch:  # models/networks.py get_scheduler of the official drawing code, stepped after every epoch
+            return max(0.0, 1.0 - max(0, iteration // epoch + 2 - start // epoch) / ((total - start) // epoch + 1))
+        return 1.0 if iteration < start else max(0.0, 1.0 - (iteration - start) / max(1, total - start))
 
     @property
     def progress_description(self) -> str:
@@ -234,7 +244,7 @@ class OneShotTranslation(IterativeModule):
         return term
 
     def _phase_one(self, b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """B autoencoder: lsgan + w * rec(G_B(E_B(b)), b) + 0.1 mean(h^2), and its critic (spec 2.2, 2.3)."""
+        """B autoencoder: lsgan + w * rec(G_B(E_B(b)), b) + 0.1 mean(h^2), and its critic (both official recipes)."""
         hp, critic = self.hparams, self.critics["b"]
 
         def generator_step() -> dict[str, torch.Tensor]:

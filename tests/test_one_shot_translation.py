@@ -8,12 +8,13 @@ import pytest
 import torch
 import yaml
 from scipy.io import savemat
+from torchvision.transforms.v2 import functional as TF
 
 from callbacks.perceptual import ContentStyleDistances, VGGFeatures, gram
 from callbacks.translation import TranslationAccuracy
-from datamodules.digits import OneShotDigitsDataModule, load_domain, read_mnist, read_svhn
+from datamodules.digits import OneShotDigitsDataModule, disjoint_halves, load_domain, read_mnist, read_svhn
 from datamodules.synthetic import pattern_image, write_image
-from datamodules.unpaired_folders import UnpairedFoldersDataModule
+from datamodules.unpaired_folders import UnpairedFoldersDataModule, flip_and_rotate
 from lightning_modules.networks.losses import latent_kl, lsgan
 from lightning_modules.networks.ost import (
     DigitCritic,
@@ -36,6 +37,9 @@ def test_digits_autoencoder_shapes_and_latent():
     assert latent.shape == (2, 128, 8, 8)
     assert autoencoder.decode(latent, "b").shape == (2, 3, 32, 32)
     assert DigitCritic(3)(torch.randn(2, 3, 32, 32)).shape == (2,)
+    narrow = OneShotTranslation(network="digits", ngf=16, ndf=8)  # the official --g_conv_dim, --d_conv_dim
+    assert narrow.autoencoder.encode(torch.randn(2, 1, 32, 32), "a").shape == (2, 32, 8, 8)
+    assert narrow.critics["b"][0].out_channels == 8 and narrow.critics["a"](torch.randn(2, 1, 32, 32)).shape == (2,)
 
 
 @pytest.mark.parametrize(("n_downsampling", "num_unshared"), [(2, 2), (3, 3), (2, 0)])
@@ -105,6 +109,14 @@ def test_without_selective_backprop_the_x_losses_move_the_shared_core():
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("encoder_shared."))
 
 
+def test_learning_rate_schedules_linear_and_per_epoch_as_the_official_lambda_rule():
+    linear = OneShotTranslation(network="digits", iterations=8, lr_decay_start=4)
+    assert [linear._lr_factor(i) for i in range(9)] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0]
+    # 4 epochs of 2 iterations, "niter" 2 and "niter_decay" 2: 1 - max(0, e + 1 + 1 - 2) / 3 in epoch e
+    per_epoch = OneShotTranslation(network="digits", iterations=8, lr_decay_start=4, epoch_iterations=2)
+    assert [per_epoch._lr_factor(i) for i in range(8)] == pytest.approx([1, 1, 2 / 3, 2 / 3, 1 / 3, 1 / 3, 0, 0])
+
+
 # ---------------------------------------------------------------------- readers
 def _write_idx(path: Path, array: np.ndarray, magic: int) -> None:
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
@@ -143,16 +155,57 @@ def test_reader_errors_name_the_file(tmp_path):
         load_domain("usps", None, "train")
 
 
-def test_one_shot_digits_data_picks_one_sample_and_augments_it():
+def test_flip_and_rotate_is_torchvisions_nearest_rotation_with_black_corners():
+    images = torch.rand(6, 3, 20, 30) * 2 - 1
+    augmented = flip_and_rotate(images, 7.0, torch.Generator().manual_seed(1))
+    draws = torch.Generator().manual_seed(1)
+    flips, angles = torch.rand(6, generator=draws) < 0.5, (torch.rand(6, generator=draws) * 2 - 1) * 7
+    for image, flip, angle, result in zip(images, flips, angles, augmented):
+        flipped = image.flip(-1) if flip else image
+        expected = TF.rotate(flipped, float(angle), interpolation=TF.InterpolationMode.NEAREST, fill=-1.0)
+        assert torch.equal(result, expected)
+    white = flip_and_rotate(torch.ones(1, 3, 32, 32), 7.0, torch.Generator().manual_seed(0))
+    assert white[0, :, 0, 0].tolist() == [-1.0, -1.0, -1.0]  # black corners, as PIL's rotate
+    tiny = flip_and_rotate(images, 0.1, draws)  # the digits' 0.1 degrees move no pixel
+    assert all(torch.equal(out, image) or torch.equal(out, image.flip(-1)) for out, image in zip(tiny, images))
+
+
+def test_one_shot_digits_data_augments_b_and_reuses_one_draw_of_the_sample():
     data = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, sample_index=None, sample_seed=3,
                                    rotation_degrees=30.0)  # fmt: skip
     again = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, sample_index=None, sample_seed=3)
     assert data.sample_index == again.sample_index  # a seeded random choice
-    batch = data.training_batch(torch.Generator().manual_seed(0))
-    assert batch["a"].shape == (1, 1, 32, 32) and batch["b"].shape == (1, 3, 32, 32)
-    assert not torch.equal(batch["a"], data.sample)  # augmented
-    with pytest.raises(ValueError, match="outside A's 1437 training images"):
+    raw = data.source_train[0][data.sample_index]
+    assert not torch.equal(data.sample[0], raw)  # the official code's one augmented draw ...
+    rng = torch.Generator().manual_seed(0)
+    batches = [data.training_batch(rng) for _ in range(4)]
+    assert batches[0]["a"].shape == (1, 1, 32, 32) and batches[0]["b"].shape == (1, 3, 32, 32)
+    assert all(torch.equal(batch["a"], data.sample) for batch in batches)  # ... reused verbatim
+    raw_b = data.target_train[0]
+    for b in (batch["b"][0] for batch in batches):  # B is rotated too: neither a stored image nor its mirror
+        assert not any(torch.equal(b, image) or torch.equal(b, image.flip(-1)) for image in raw_b)
+    each_step = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2,
+                                        sample_index=data.sample_index, rotation_degrees=30.0,
+                                        augment_sample_each_step=True)  # fmt: skip
+    samples = [each_step.training_batch(rng)["a"] for _ in range(3)]
+    assert not torch.equal(samples[0], samples[1]) and not torch.equal(samples[1], samples[2])
+    phase_one = OneShotDigitsDataModule(source="handwritten", target="textured", phase=1, batch_size=64)
+    b = phase_one.training_batch(rng)["b"]
+    official = phase_one.target_train[0]
+    flipped = [any(torch.equal(image, candidate.flip(-1)) for candidate in official) for image in b[:8]]
+    assert any(flipped) and not all(flipped)  # the 0.1-degree rotation leaves pixels; half are flipped
+    with pytest.raises(ValueError, match="outside A's 718 training images"):
         OneShotDigitsDataModule(source="handwritten", target="textured", sample_index=5000)
+
+
+def test_packaged_domains_take_a_and_b_from_disjoint_halves_of_the_scans():
+    data = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, augment=False)
+    half_a, half_b = disjoint_halves(load_domain("handwritten", None, "train")[1])
+    assert set(half_a.tolist()).isdisjoint(half_b.tolist()) and len(half_a) + len(half_b) == 1437
+    assert torch.equal(data.source_train[0], load_domain("handwritten", None, "train")[0][half_a])
+    assert torch.equal(data.target_train[0], load_domain("textured", None, "train")[0][half_b])
+    counts = [torch.bincount(labels, minlength=10) for labels in (data.source_train[1], data.target_train[1])]
+    assert (counts[0] - counts[1]).abs().max() <= 1  # stratified
 
 
 def _write_folders(root: Path) -> Path:
@@ -163,9 +216,11 @@ def _write_folders(root: Path) -> Path:
 
 
 def test_unpaired_folders_layout_and_augmentation(tmp_path):
-    data = UnpairedFoldersDataModule(str(_write_folders(tmp_path)), load_size=36, crop_size=32)
+    data = UnpairedFoldersDataModule(str(_write_folders(tmp_path)), load_size=36, crop_size=32, rotation_degrees=30.0)
     batch = data.training_batch(torch.Generator().manual_seed(0))
     assert batch["a"].shape == (1, 3, 32, 32) and batch["b"].shape == (1, 3, 32, 32)
+    white = data.augment(torch.ones(3, 40, 40), torch.Generator().manual_seed(0))
+    assert white[:, 0, 0].tolist() == [-1.0, -1.0, -1.0]  # rotated corners are black, as the official code's
     assert data.style_references().shape == (2, 3, 32, 32)
     (tmp_path / "testB" / "0.png").unlink()
     (tmp_path / "testB" / "1.png").unlink()
@@ -275,7 +330,7 @@ def test_content_and_style_distances_are_zero_for_identity():
 
 def test_resnet_recipe_runs_both_phases_on_folders(tmp_path):
     data = _write_folders(tmp_path / "data")
-    tiny = {"ngf": 8, "num_res_blocks_shared": 1, "iterations": 3, "lr_decay_start": 1}
+    tiny = {"ngf": 8, "num_res_blocks_shared": 1, "iterations": 3, "lr_decay_start": 1, "epoch_iterations": 1}
     configs = {}
     for phase in (1, 2):
         config = yaml.safe_load((REPO / f"configs/one_shot_translation/facades_phase{phase}.yaml").read_text())

@@ -1,4 +1,4 @@
-"""Networks of one-shot translation (OST, spec sections 2.2-2.3): autoencoders split into
+"""Networks of one-shot translation (OST, after sagiebenaim/OneShotTranslation): autoencoders split into
 domain-specific ("unshared") outer layers and shared inner layers, and their critics.
 
     E_d = E^S o E_d^U      G_d = G_d^U o G^S      translation x -> B: G_B^U(G^S(E^S(E_A^U(x))))
@@ -68,43 +68,45 @@ def per_image_batch_norm(module: nn.Module) -> Iterator[None]:
             m.momentum = momentum
 
 
-# ---------------------------------------------------------------------- digits (spec 2.2)
+# -------------------------------------------------------------------- digits (mnist_to_svhn)
 def _digit_block(conv: nn.Module, channels: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(channels), nn.LeakyReLU(0.05))
 
 
-def digits_autoencoder(channels_a: int = 1, channels_b: int = 3) -> SplitAutoencoder:
-    """32x32 -> 16 -> 8 latent [128, 8, 8] -> 16 -> 32; bias-free convolutions, BatchNorm, LeakyReLU(0.05)."""
-    channels = {"a": channels_a, "b": channels_b}
+def digits_autoencoder(channels_a: int = 1, channels_b: int = 3, width: int = 64) -> SplitAutoencoder:
+    """32x32 -> 16 -> 8 latent [2 width, 8, 8] -> 16 -> 32; bias-free convolutions, BatchNorm,
+    LeakyReLU(0.05). `width` is the official `--g_conv_dim` (64)."""
+    channels, core = {"a": channels_a, "b": channels_b}, 2 * width
     return SplitAutoencoder(
-        encoders={d: _digit_block(nn.Conv2d(c, 64, 4, 2, 1, bias=False), 64) for d, c in channels.items()},
+        encoders={d: _digit_block(nn.Conv2d(c, width, 4, 2, 1, bias=False), width) for d, c in channels.items()},
         encoder_shared=nn.Sequential(
-            _digit_block(nn.Conv2d(64, 128, 4, 2, 1, bias=False), 128),
-            _digit_block(nn.Conv2d(128, 128, 3, 1, 1, bias=False), 128),
+            _digit_block(nn.Conv2d(width, core, 4, 2, 1, bias=False), core),
+            _digit_block(nn.Conv2d(core, core, 3, 1, 1, bias=False), core),
         ),
         decoder_shared=nn.Sequential(
-            _digit_block(nn.Conv2d(128, 128, 3, 1, 1, bias=False), 128),
-            _digit_block(nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), 64),
+            _digit_block(nn.Conv2d(core, core, 3, 1, 1, bias=False), core),
+            _digit_block(nn.ConvTranspose2d(core, width, 4, 2, 1, bias=False), width),
         ),
         decoders={
-            d: nn.Sequential(nn.ConvTranspose2d(64, c, 4, 2, 1, bias=False), nn.Tanh()) for d, c in channels.items()
+            d: nn.Sequential(nn.ConvTranspose2d(width, c, 4, 2, 1, bias=False), nn.Tanh()) for d, c in channels.items()
         },
     )
 
 
 class DigitCritic(nn.Sequential):
-    """One LSGAN score per 32x32 image: three stride-2 convolutions, then a 4x4 one."""
+    """One LSGAN score per 32x32 image: three stride-2 convolutions, then a 4x4 one.
+    `width` is the official `--d_conv_dim` (64)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, width: int = 64) -> None:
         super().__init__(
-            nn.Conv2d(channels, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.05),
-            _digit_block(nn.Conv2d(64, 128, 4, 2, 1, bias=False), 128),
-            _digit_block(nn.Conv2d(128, 256, 4, 2, 1, bias=False), 256),
-            nn.Conv2d(256, 1, 4, 1, 0, bias=False), nn.Flatten(0),
+            nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.05),
+            _digit_block(nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), 2 * width),
+            _digit_block(nn.Conv2d(2 * width, 4 * width, 4, 2, 1, bias=False), 4 * width),
+            nn.Conv2d(4 * width, 1, 4, 1, 0, bias=False), nn.Flatten(0),
         )  # fmt: skip
 
 
-# ---------------------------------------------------------------------- drawing and style (spec 2.3)
+# --------------------------------------------------- drawing and style (drawing_and_style_transfer)
 class ResidualBlock(nn.Module):
     """x + [pad, conv3x3, IN, ReLU, pad, conv3x3, IN](x), reflection padding."""
 
