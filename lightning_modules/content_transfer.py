@@ -34,6 +34,8 @@ class MaskContentTransfer(IterativeModule):
         depth: stride-2 layers of every network (6 at 128 px: a 2x2 code).
         code_channels: channels of the whole code (512).
         separate_channels: channels of the separate part (25).
+        base_channels: width of the networks' first layer (32), doubled by each further layer of
+            the trunk.
         rec_b_weight: L_Recon1^B, the official `gama` (eyewear: 7).
         rec_a_weight: L_Recon1^A, `delta` (5).
         identity_b_weight: L_Recon2^B, `alpha1` (0.7).
@@ -69,6 +71,7 @@ class MaskContentTransfer(IterativeModule):
         depth: int = 6,
         code_channels: int = 512,
         separate_channels: int = 25,
+        base_channels: int = 32,
         rec_b_weight: float = 7.0,
         rec_a_weight: float = 5.0,
         identity_b_weight: float = 0.7,
@@ -94,7 +97,7 @@ class MaskContentTransfer(IterativeModule):
         self.then_checkpoint = then_checkpoint
         if image_size < 2**depth or image_size % 2**depth:
             raise ValueError(f"image_size={image_size} must be a multiple of 2^depth={2**depth}")
-        self.networks = MaskTransferNetworks(depth, code_channels, separate_channels)
+        self.networks = MaskTransferNetworks(depth, code_channels, separate_channels, base_channels)
         self.code_critic = CodeCritic((code_channels - separate_channels) * (image_size // 2**depth) ** 2)
         self.loss = MaskTransferLoss(
             rec_b_weight, rec_a_weight, identity_b_weight, identity_a_weight, cycle_common_weight,

@@ -36,6 +36,8 @@ class DomainIntersectionDifference(IterativeModule):
         depth: stride-2 layers of the encoders and the decoder (6 at 128 px: a 2x2 code).
         code_channels: channels of the whole code (512).
         separate_channels: channels of each separate part (25).
+        base_channels: width of the networks' first layer (32), doubled by each further layer of
+            the trunk.
         common_layer2_norm: InstanceNorm after the common encoder's 2nd layer, as the other
             layers have (the architecture's intent); False (the default) reproduces the official
             code, which misses it.
@@ -67,6 +69,7 @@ class DomainIntersectionDifference(IterativeModule):
         depth: int = 6,
         code_channels: int = 512,
         separate_channels: int = 25,
+        base_channels: int = 32,
         common_layer2_norm: bool = False,
         rec_weight: float = 1.0,
         zero_weight: float = 1.0,
@@ -88,7 +91,9 @@ class DomainIntersectionDifference(IterativeModule):
                 f"image_size={image_size} must be a multiple of 2^depth={2**depth} with a code of at least 2x2 "
                 "(InstanceNorm needs more than one value per channel); the official 128 px uses depth 6"
             )
-        self.autoencoder = IntersectionAutoencoder(depth, code_channels, separate_channels, common_layer2_norm)
+        self.autoencoder = IntersectionAutoencoder(
+            depth, code_channels, separate_channels, common_layer2_norm, base_channels
+        )
         common_features = (code_channels - 2 * separate_channels) * (image_size // 2**depth) ** 2
         self.code_critic = CodeCritic(common_features)
         self.loss = IntersectionDifferenceLoss(rec_weight, zero_weight, confusion_weight, confusion_target)

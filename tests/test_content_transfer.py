@@ -41,6 +41,9 @@ def test_official_networks_have_the_official_code_layout_and_sizes():
     sizes = [networks.common_encoder, networks.separate_encoder, networks.removed_decoder, networks.masked_decoder]
     assert [million_parameters(m) for m in sizes] == [6.48, 0.74, 6.98, 6.98]
     assert million_parameters(CodeCritic(487 * 4)) == 1.0
+    narrow = MaskTransferNetworks(depth=4, code_channels=32, separate_channels=4, base_channels=16)
+    widths = [layer.out_channels for layer in narrow.separate_encoder if hasattr(layer, "out_channels")]
+    assert widths == [16, 32, 64, 4]
 
 
 def test_masked_decoder_composites_its_content_through_its_mask():

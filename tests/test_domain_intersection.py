@@ -36,6 +36,9 @@ def test_official_networks_have_the_official_code_layout_and_sizes():
     assert million_parameters(autoencoder.separate_encoders["a"]) == 2.99
     assert million_parameters(autoencoder.decoder) == 6.98
     assert million_parameters(CodeCritic(462 * 2 * 2)) == 0.95
+    narrow = IntersectionAutoencoder(depth=4, code_channels=32, separate_channels=4, base_channels=16)
+    assert [layer.out_channels for layer in narrow.common_encoder if hasattr(layer, "out_channels")] == [16, 32, 28, 24]
+    assert narrow.decode(*narrow.encode(torch.randn(2, 3, 32, 32))).shape == (2, 3, 32, 32)
 
 
 def test_decode_fills_empty_slots_with_zeros_in_common_a_b_order():

@@ -64,15 +64,21 @@ class IntersectionAutoencoder(nn.Module):
         separate_channels: channels `sep` of each separate part (25).
         common_layer2_norm: InstanceNorm after the common encoder's second convolution, as the
             architecture intends; the official code builds it without one (False, the default).
+        base_channels: width of the first convolution (32), doubled by each further trunk layer.
     """
 
     def __init__(
-        self, depth: int = 6, code_channels: int = 512, separate_channels: int = 25, common_layer2_norm: bool = False
+        self,
+        depth: int = 6,
+        code_channels: int = 512,
+        separate_channels: int = 25,
+        common_layer2_norm: bool = False,
+        base_channels: int = 32,
     ) -> None:
         super().__init__()
         if depth < 3 or code_channels <= 2 * separate_channels:
             raise ValueError(f"depth={depth} must be >= 3 and code_channels={code_channels} > 2 * separate_channels")
-        trunk = [32 * 2**i for i in range(depth - 2)]  # 32, 64, 128, 256 for depth 6
+        trunk = [base_channels * 2**i for i in range(depth - 2)]  # 32, 64, 128, 256 for depth 6
         self.separate_channels = separate_channels
         common_norms = [True] * depth
         common_norms[1] = common_layer2_norm

@@ -39,17 +39,22 @@ class MaskTransferNetworks(nn.Module):
         depth: stride-2 layers of every network (6 at 128 px: a 2x2 code).
         code_channels: channels C of the whole code (512).
         separate_channels: channels `sep` of the separate part (25).
+        base_channels: width of the first convolution (32), doubled by each further trunk layer
+            (E_s stops doubling at 4 x base_channels).
     """
 
-    def __init__(self, depth: int = 6, code_channels: int = 512, separate_channels: int = 25) -> None:
+    def __init__(
+        self, depth: int = 6, code_channels: int = 512, separate_channels: int = 25, base_channels: int = 32
+    ) -> None:
         super().__init__()
         if depth < 4 or code_channels <= separate_channels:
             raise ValueError(f"depth={depth} must be >= 4 and code_channels={code_channels} > separate_channels")
-        trunk = [32 * 2**i for i in range(depth - 2)]  # 32, 64, 128, 256 for depth 6
+        trunk = [base_channels * 2**i for i in range(depth - 2)]  # 32, 64, 128, 256 for depth 6
         common = code_channels - separate_channels
         self.separate_channels = separate_channels
         self.common_encoder = _encoder(trunk + [common, common])
-        self.separate_encoder = _encoder([min(32 * 2**i, 128) for i in range(depth - 1)] + [separate_channels])
+        narrow = [min(base_channels * 2**i, 4 * base_channels) for i in range(depth - 1)]  # 32, 64, 128, 128, 128
+        self.separate_encoder = _encoder(narrow + [separate_channels])
         decoder_widths = [code_channels, code_channels, *reversed(trunk)]
         self.removed_decoder = _decoder(decoder_widths, 3)  # D_A
         self.masked_decoder = _decoder(decoder_widths, 4)  # D_B: mask logit + RGB
