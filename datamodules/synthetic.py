@@ -193,7 +193,7 @@ _LIPS_RGB = (200, 35, 45)
 _CENTRE_X, _CENTRE_Y = FACE_WIDTH / 2, 118  # the head's centre for the centre pose
 _HEAD_RX, _HEAD_RY = 50, 64
 _EYE_DX, _EYE_Y = 21, 104
-_LENS_HALF_SIZES = {"round": (15, 15), "wide": (17, 6)}  # half width and half height of each lens
+_LENS_HALF_SIZES = {"round": (15, 15), "wide": (13, 7)}  # half width and half height of each lens
 _SMILE_HALF_SIZES = {"wide": (26, 18), "narrow": (16, 13)}  # of the ellipse whose lower half is the smile
 _MUSTACHE_TOP, _MUSTACHE_BOTTOM, _MOUTH_Y = 136, 149, 158
 
@@ -204,10 +204,10 @@ _MUSTACHE_TOP, _MUSTACHE_BOTTOM, _MOUTH_Y = 136, 149, 158
 _FACE_REGIONS = {
     "forehead": [(-18, 18, 66, 84)],  # bare skin: the reference the other regions are compared with
     "hair": [(-18, 18, 34, 48)],
-    "lenses": [(-33, -9, 99, 109), (9, 33, 99, 109)],  # inside both lens shapes
+    "lenses": [(-31, -11, 99, 109), (11, 31, 99, 109)],  # inside both lens shapes
     "lenses_round_only": [(sx, sx + 12, y, y + 5) for sx in (-27, 15) for y in (90, 113)],
     "lenses_surround": [(-36, 36, 80, 86), (-36, 36, 122, 128)],  # above and below both lens shapes
-    "lenses_gap": [(-7, 7, 90, 97), (-7, 7, 111, 118)],  # between the lenses, above and below the bridge
+    "lenses_gap": [(-4, 4, 90, 99), (-4, 4, 109, 118)],  # between the lenses, above and below the bridge
     "mustache": [(-16, 16, 139, 146)],
     "mustache_surround": [(-18, 18, 126, 132)],
     "mouth": [(-10, 10, 160, 168)],  # inside both smile shapes
@@ -502,10 +502,10 @@ def face_measurements(images: torch.Tensor, cropped: bool = True) -> dict[str, t
 
 # Decision thresholds, from the measurements on written faces (both loadings, sizes 32 to 128;
 # tests/test_synthetic_faces.py): an object's core must differ from the forehead by more than
-# the first value and the skin around it (and, for glasses, between the lenses) by less than
-# the others; a style shows in its "only"
-# region at more than half the core's strength.
-_GLASSES_DARKNESS, _GLASSES_SURROUND, _GLASSES_GAP = 0.6, 0.3, 0.4
+# the first value and the skin around it by less than the second; between the lenses the skin
+# must be less than half as dark as the lenses; a style shows in its "only" region at more
+# than half the core's strength.
+_GLASSES_DARKNESS, _GLASSES_SURROUND, _GLASSES_GAP = 0.6, 0.3, 0.5
 _MUSTACHE_DARKNESS, _MUSTACHE_SURROUND = 0.6, 0.3
 _SMILE_REDNESS, _SMILE_SURROUND = 0.35, 0.3
 _STYLE_SHARE = 0.5
@@ -534,7 +534,7 @@ def read_face_factors(images: torch.Tensor, cropped: bool = True) -> dict[str, t
     return {
         "eyeglasses": (lenses > _GLASSES_DARKNESS)
         & (measured["darkness_lenses_surround"] < _GLASSES_SURROUND)
-        & (measured["darkness_lenses_gap"] < _GLASSES_GAP),
+        & (measured["darkness_lenses_gap"] < _GLASSES_GAP * lenses),
         "smiling": (mouth > _SMILE_REDNESS) & (measured["redness_mouth_surround"] < _SMILE_SURROUND),
         "mustache": (measured["darkness_mustache"] > _MUSTACHE_DARKNESS)
         & (measured["darkness_mustache_surround"] < _MUSTACHE_SURROUND),
