@@ -190,3 +190,12 @@ def train_one_iteration(model: LightningModule, size: int = 32) -> tuple[dict, d
     generator = torch.Generator().manual_seed(0)
     model.training_step({d: torch.randn(4, 3, size, size, generator=generator) for d in "ab"}, 0)
     return before, {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def assert_mutant_outcome(missed: set[str], mutant: str | None, targets: set[str], scores: object) -> None:
+    """The mutant convention of the learning tests: the unmodified run (`mutant` None) misses no
+    bar; a mutant misses at least one of the bars it `targets`. `scores` goes into the message."""
+    if mutant is None:
+        assert not missed, (missed, scores)
+    else:
+        assert missed & targets, (mutant, missed, scores)
