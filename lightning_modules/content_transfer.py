@@ -1,12 +1,12 @@
-"""Mask-based unsupervised content transfer, MBU (Mokady et al., ICLR 2020; spec section 3).
+"""Mask-based unsupervised content transfer, MBU (Mokady et al., ICLR 2020).
 
 Paper letters throughout: A = images without the content (no glasses), B = images with it.
 A common encoder E_c and a separate encoder E_s code an image; D_A draws an image from the
 common code alone (the content removed), and the masked decoder D_B draws the content z and a
 mask m from [common | separate] and pastes it onto a given background: m * z + (1 - m) * y.
 So only the masked region is generated; the mask doubles as a weakly supervised
-segmentation of the content. One iteration (spec 3.4): the autoencoder step, then the
-critic step on the updated common codes.
+segmentation of the content. One iteration (`mask_train.py` of rmokady/mbu-content-tansfer):
+the autoencoder step, then the critic step on the updated common codes.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class MaskContentTransfer(IterativeModule):
         depth: stride-2 layers of every network (6 at 128 px: a 2x2 code).
         code_channels: channels of the whole code (512).
         separate_channels: channels of the separate part (25).
+        base_channels: width of the networks' first layer (32), doubled by each further layer of
+            the trunk.
         rec_b_weight: L_Recon1^B, the official `gama` (eyewear: 7).
         rec_a_weight: L_Recon1^A, `delta` (5).
         identity_b_weight: L_Recon2^B, `alpha1` (0.7).
@@ -52,12 +54,18 @@ class MaskContentTransfer(IterativeModule):
         cycle_common_weight: the common-code cycle term, `beta1` (0).
         cycle_separate_weight: the separate-code cycle term, `beta2` (0.001).
         confusion_weight: the domain-confusion term L_DC, `discweight` (0.005); 0 disables the critic.
-        confusion_target: the encoders' confusion targets: "flip" (each domain towards the
-            other's label), "half" or "official" (both towards A's label, as the official code).
+        confusion_target: the encoders' confusion targets: "official" (both domains' codes
+            towards A's label, as the official code), "flip" (each domain towards the other's
+            label) or "half" (0.5 for both).
         lr: Adam learning rate of the autoencoder (2e-4).
         critic_lr: Adam learning rate of the critic, `disclr` (2e-4).
         betas: Adam betas of both optimizers.
-        clip_norm: each optimizer's gradients are clipped to this global L2 norm (5).
+        clip_norm: the autoencoder's gradients are clipped to this global L2 norm (5, as the
+            official code); None: no clipping.
+        critic_clip_norm: the critic's gradients are clipped to this global L2 norm; None (the
+            default) leaves them unclipped, as the official code does in effect: its clip is
+            given the critic's parameter generator after the optimizer has consumed it, so it
+            sees no parameters.
         iterations: training iterations (150,000).
         removal_threshold: removal replaces the pixels whose mask is >= this (0.1).
         removal_full_code: removal renders the content-removed image from the full code
@@ -73,8 +81,9 @@ class MaskContentTransfer(IterativeModule):
         "rec_b_weight": NON_NEGATIVE, "rec_a_weight": NON_NEGATIVE, "identity_b_weight": NON_NEGATIVE,
         "identity_a_weight": NON_NEGATIVE, "cycle_common_weight": NON_NEGATIVE, "cycle_separate_weight": NON_NEGATIVE,
         "confusion_weight": NON_NEGATIVE, "confusion_target": OneOf(tuple(CONFUSION_TARGETS)), "lr": POSITIVE,
-        "critic_lr": POSITIVE, "betas": BETAS, "clip_norm": POSITIVE, "iterations": AT_LEAST_1,
-        "removal_threshold": PROBABILITY, "interpolation_steps": Range(2),
+        "critic_lr": POSITIVE, "betas": BETAS, "clip_norm": POSITIVE, "critic_clip_norm": POSITIVE,
+        "iterations": AT_LEAST_1,
+        "removal_threshold": PROBABILITY, "base_channels": AT_LEAST_1, "interpolation_steps": Range(2),
     }  # fmt: skip
 
     def __init__(
@@ -83,6 +92,7 @@ class MaskContentTransfer(IterativeModule):
         depth: int = 6,
         code_channels: int = 512,
         separate_channels: int = 25,
+        base_channels: int = 32,
         rec_b_weight: float = 7.0,
         rec_a_weight: float = 5.0,
         identity_b_weight: float = 0.7,
@@ -90,11 +100,12 @@ class MaskContentTransfer(IterativeModule):
         cycle_common_weight: float = 0.0,
         cycle_separate_weight: float = 0.001,
         confusion_weight: float = 0.005,
-        confusion_target: str = "flip",
+        confusion_target: str = "official",
         lr: float = 2e-4,
         critic_lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
-        clip_norm: float = 5.0,
+        clip_norm: float | None = 5.0,
+        critic_clip_norm: float | None = None,
         iterations: int = 150_000,
         removal_threshold: float = 0.1,
         removal_full_code: bool = False,
@@ -108,7 +119,7 @@ class MaskContentTransfer(IterativeModule):
         self.then_checkpoint = then_checkpoint
         if image_size < 2**depth or image_size % 2**depth:
             raise ValueError(f"image_size={image_size} must be a multiple of 2^depth={2**depth}")
-        self.networks = MaskTransferNetworks(depth, code_channels, separate_channels)
+        self.networks = MaskTransferNetworks(depth, code_channels, separate_channels, base_channels)
         self.code_critic = CodeCritic((code_channels - separate_channels) * (image_size // 2**depth) ** 2)
         self.loss = MaskTransferLoss(
             rec_b_weight, rec_a_weight, identity_b_weight, identity_a_weight, cycle_common_weight,
@@ -124,7 +135,7 @@ class MaskContentTransfer(IterativeModule):
             Adam(self.code_critic.parameters(), lr=hp.critic_lr, betas=tuple(hp.betas)),
         ]
 
-    # ------------------------------------------------------------------ the operations of spec 3.6
+    # ------------------------------------------------------------------ the operations (paper, section 3)
     def transfer(self, images: torch.Tensor, guides: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add each guide's content to the image: D_B(E_c(x), E_s(guide); x) and its mask [B, 1, R, R].
 
@@ -144,7 +155,7 @@ class MaskContentTransfer(IterativeModule):
         return nets.decode_removed(nets.common_encoder(images), separate)
 
     def remove(self, images: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
-        """M * D_A-rendering + (1 - M) * b with the binarised mask M = [m >= threshold] (spec 3.6)."""
+        """M * D_A-rendering + (1 - M) * b with the binarised mask M = [m >= threshold] (the official removal.py)."""
         threshold = self.hparams.removal_threshold if threshold is None else threshold
         binary = (self.segment(images) >= threshold).to(images.dtype)
         return binary * self.content_removed(images) + (1 - binary) * images
@@ -165,18 +176,20 @@ class MaskContentTransfer(IterativeModule):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """Spec 3.4: the autoencoder step, then the critic step on the updated common codes."""
+        """The autoencoder step, then the critic step on the updated common codes, every network
+        called in the official order (BatchNorm's running statistics depend on it)."""
         autoencoder_optimizer, critic_optimizer = self.optimizers()
         a, b, critic = batch["a"], batch["b"], self.code_critic
         critic.requires_grad_(False)  # the confusion term moves the encoder only
         terms = self.loss.autoencoder(self.networks, critic, a, b)
         critic.requires_grad_(True)
-        self._clipped_step(autoencoder_optimizer, terms.pop("loss"))
+        self._clipped_step(autoencoder_optimizer, terms.pop("loss"), self.hparams.clip_norm)
         if self.hparams.confusion_weight > 0:
             with torch.no_grad():
-                common_a, common_b = self.networks.common_encoder(a), self.networks.common_encoder(b)
+                common_b = self.networks.common_encoder(b)
+                common_a = self.networks.common_encoder(a)
             terms["critic"] = self.loss.critic(critic(common_b), critic(common_a))
-            self._clipped_step(critic_optimizer, terms["critic"])
+            self._clipped_step(critic_optimizer, terms["critic"], self.hparams.critic_clip_norm)
         self._finish_iteration(terms)
 
     # ------------------------------------------------------------------ evaluation

@@ -1,11 +1,12 @@
-"""Domain intersection and domain difference, DID (Benaim et al., ICCV 2019; spec section 2).
+"""Domain intersection and domain difference, DID (Benaim et al., ICCV 2019).
 
 Two unpaired domains share some content and each has content of its own (smiles in A,
 glasses in B). A common encoder E_c, separate encoders E_A and E_B and one decoder G learn
 a code [common | A-part | B-part]: an A image is G(E_c(a), E_A(a), 0), a B image
 G(E_c(b), 0, E_B(b)). A critic on the common code keeps it free of the domain, and the zero
-loss keeps each separate encoder silent on the other domain. One iteration (spec 2.4): the
-autoencoder step on a batch of A and a batch of B, then the critic step on the updated codes.
+loss keeps each separate encoder silent on the other domain. One iteration (`train/train.py`
+of sagiebenaim/DomainIntersectionDifference): the autoencoder step on a batch of A and a batch
+of B, then the critic step on the updated codes.
 
 After training the code can be recombined: A -> B guided by any b, B -> A guided by any a,
 the intersection G(E_c(x), 0, 0), the union G(E_c(x), E_A(a), E_B(b)), and interpolations.
@@ -41,18 +42,26 @@ class DomainIntersectionDifference(IterativeModule):
         depth: stride-2 layers of the encoders and the decoder (6 at 128 px: a 2x2 code).
         code_channels: channels of the whole code (512).
         separate_channels: channels of each separate part (25).
-        common_layer2_norm: InstanceNorm after the common encoder's 2nd layer (the architecture's
-            intent); False reproduces the official code, which misses it.
+        base_channels: width of the networks' first layer (32), doubled by each further layer of
+            the trunk.
+        common_layer2_norm: InstanceNorm after the common encoder's 2nd layer, as the other
+            layers have (the architecture's intent); False (the default) reproduces the official
+            code, which misses it.
         rec_weight: weight of the reconstructions (1).
         zero_weight: weight of the zero loss (1).
         confusion_weight: weight of the domain-confusion term (0.001); 0 disables the critic.
-        confusion_target: the encoders' confusion targets: "flip" (each domain towards the
-            other's label), "half" (0.5 for both) or "official" (both towards B's label, as the
-            official code).
+        confusion_target: the encoders' confusion targets: "official" (both domains' codes
+            towards B's label, as the official code), "flip" (each domain towards the other's
+            label) or "half" (0.5 for both).
         lr: Adam learning rate of the autoencoder (2e-4).
         critic_lr: Adam learning rate of the critic (2e-4).
         betas: Adam betas of both optimizers.
-        clip_norm: each optimizer's gradients are clipped to this global L2 norm (5).
+        clip_norm: the autoencoder's gradients are clipped to this global L2 norm (5, as the
+            official code); None: no clipping.
+        critic_clip_norm: the critic's gradients are clipped to this global L2 norm; None (the
+            default) leaves them unclipped, as the official code does in effect: its clip is
+            given the critic's parameter generator after the optimizer has consumed it, so it
+            sees no parameters.
         iterations: training iterations (the official default: 1,250,000).
         guides_per_image: evaluation translates every A test image with this many B guides
             (the test batch's B images, rolled); a classifier averages its class probabilities
@@ -64,7 +73,8 @@ class DomainIntersectionDifference(IterativeModule):
         "image_size": AT_LEAST_1, "depth": Range(3), "code_channels": AT_LEAST_1, "separate_channels": NON_NEGATIVE,
         "rec_weight": NON_NEGATIVE, "zero_weight": NON_NEGATIVE, "confusion_weight": NON_NEGATIVE,
         "confusion_target": OneOf(tuple(CONFUSION_TARGETS)), "lr": POSITIVE, "critic_lr": POSITIVE, "betas": BETAS,
-        "clip_norm": POSITIVE, "iterations": AT_LEAST_1, "guides_per_image": AT_LEAST_1,
+        "clip_norm": POSITIVE, "critic_clip_norm": POSITIVE, "base_channels": AT_LEAST_1,
+        "iterations": AT_LEAST_1, "guides_per_image": AT_LEAST_1,
         "interpolation_steps": Range(2),
     }  # fmt: skip
 
@@ -74,15 +84,17 @@ class DomainIntersectionDifference(IterativeModule):
         depth: int = 6,
         code_channels: int = 512,
         separate_channels: int = 25,
-        common_layer2_norm: bool = True,
+        base_channels: int = 32,
+        common_layer2_norm: bool = False,
         rec_weight: float = 1.0,
         zero_weight: float = 1.0,
         confusion_weight: float = 0.001,
-        confusion_target: str = "flip",
+        confusion_target: str = "official",
         lr: float = 2e-4,
         critic_lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
-        clip_norm: float = 5.0,
+        clip_norm: float | None = 5.0,
+        critic_clip_norm: float | None = None,
         iterations: int = 1_250_000,
         guides_per_image: int = 1,
         interpolation_steps: int = 5,
@@ -95,7 +107,9 @@ class DomainIntersectionDifference(IterativeModule):
                 f"image_size={image_size} must be a multiple of 2^depth={2**depth} with a code of at least 2x2 "
                 "(InstanceNorm needs more than one value per channel); the official 128 px uses depth 6"
             )
-        self.autoencoder = IntersectionAutoencoder(depth, code_channels, separate_channels, common_layer2_norm)
+        self.autoencoder = IntersectionAutoencoder(
+            depth, code_channels, separate_channels, common_layer2_norm, base_channels
+        )
         common_features = (code_channels - 2 * separate_channels) * (image_size // 2**depth) ** 2
         self.code_critic = CodeCritic(common_features)
         self.loss = IntersectionDifferenceLoss(rec_weight, zero_weight, confusion_weight, confusion_target)
@@ -108,7 +122,7 @@ class DomainIntersectionDifference(IterativeModule):
             Adam(self.code_critic.parameters(), lr=hp.critic_lr, betas=tuple(hp.betas)),
         ]
 
-    # ------------------------------------------------------------------ the operations of spec 2.6
+    # ------------------------------------------------------------------ the operations (paper, section 3)
     def translate_a_to_b(self, a: torch.Tensor, guides_b: torch.Tensor) -> torch.Tensor:
         """G(E_c(a), 0, E_B(b)): a's A-part removed, the guide b's B-part imported [B, 3, R, R]."""
         ae = self.autoencoder
@@ -137,7 +151,8 @@ class DomainIntersectionDifference(IterativeModule):
     def interpolation_grid(
         self, fixed: str, a: torch.Tensor, b: torch.Tensor, steps: int | None = None
     ) -> torch.Tensor:
-        """A steps x steps grid [steps^2, 3, R, R] of decoded codes mixed bilinearly (spec 2.6).
+        """A steps x steps grid [steps^2, 3, R, R] of decoded codes mixed bilinearly (the official
+        `interpolate_fixed_*` of utils.py).
 
         From two A images `a` [2, 3, R, R] and two B images `b`: every slot of the code moves
         between its two images' values (common: a_0 -> a_1, A-part: a_0 -> a_1, B-part:
@@ -167,7 +182,7 @@ class DomainIntersectionDifference(IterativeModule):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """Spec 2.4: the autoencoder step, then the critic step on the updated common codes."""
+        """The autoencoder step, then the critic step on the updated common codes (official order)."""
         autoencoder_optimizer, critic_optimizer = self.optimizers()
         ae, critic = self.autoencoder, self.code_critic
         images = {"a": batch["a"], "b": batch["b"]}
@@ -179,12 +194,12 @@ class DomainIntersectionDifference(IterativeModule):
         critic.requires_grad_(False)  # the confusion term moves the encoders only
         terms = self.loss.autoencoder(images, reconstructions, codes, critic)
         critic.requires_grad_(True)
-        self._clipped_step(autoencoder_optimizer, terms.pop("loss"))
+        self._clipped_step(autoencoder_optimizer, terms.pop("loss"), self.hparams.clip_norm)
         if self.loss.confusion_weight > 0:
             with torch.no_grad():
                 common = {d: ae.common_encoder(x) for d, x in images.items()}
             terms["critic"] = self.loss.critic(critic(common["a"]), critic(common["b"]))
-            self._clipped_step(critic_optimizer, terms["critic"])
+            self._clipped_step(critic_optimizer, terms["critic"], self.hparams.critic_clip_norm)
         self._finish_iteration(terms)
 
     # ------------------------------------------------------------------ evaluation

@@ -20,8 +20,8 @@ from lightning_modules.distributed import broadcast_buffers
 class IterativeModule(LightningModule):
     """Base of modules with an `iterations` hyper-parameter and manual optimization.
 
-    A subclass's `training_step` ends with `_finish_iteration(terms)`; `_clipped_step` serves
-    the modules that also have a `clip_norm` hyper-parameter.
+    A subclass's `training_step` ends with `_finish_iteration(terms)`; `_clipped_step` is one
+    player's update with optional gradient clipping.
     """
 
     def __init__(self) -> None:
@@ -41,11 +41,13 @@ class IterativeModule(LightningModule):
         if self.iteration >= self.hparams.iterations:
             self.trainer.should_stop = True
 
-    def _clipped_step(self, optimizer: Optimizer, loss: torch.Tensor) -> None:
-        """zero_grad, backward, clip the optimizer's gradients to a global L2 norm of `clip_norm`, step."""
+    def _clipped_step(self, optimizer: Optimizer, loss: torch.Tensor, clip_norm: float | None) -> None:
+        """zero_grad, backward, clip the optimizer's gradients to a global L2 norm of `clip_norm`
+        (None: no clipping), step."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_norm, gradient_clip_algorithm="norm")
+        if clip_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=clip_norm, gradient_clip_algorithm="norm")
         optimizer.step()
 
     def _finish_iteration(self, terms: dict[str, torch.Tensor]) -> None:

@@ -246,3 +246,12 @@ class TinyClassifierNet(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
+
+
+def assert_mutant_outcome(missed: set[str], mutant: str | None, targets: set[str], scores: object) -> None:
+    """The mutant convention of the learning tests: the unmodified run (`mutant` None) misses no
+    bar; a mutant misses at least one of the bars it `targets`. `scores` goes into the message."""
+    if mutant is None:
+        assert not missed, (missed, scores)
+    else:
+        assert missed & targets, (mutant, missed, scores)

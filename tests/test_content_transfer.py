@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from torch.optim import Adam
 
 from callbacks.mask_iou import MaskIoU
 from datamodules.synthetic import write_synthetic_celeba
@@ -39,6 +41,9 @@ def test_official_networks_have_the_official_code_layout_and_sizes():
     sizes = [networks.common_encoder, networks.separate_encoder, networks.removed_decoder, networks.masked_decoder]
     assert [million_parameters(m) for m in sizes] == [6.48, 0.74, 6.98, 6.98]
     assert million_parameters(CodeCritic(487 * 4)) == 1.0
+    narrow = MaskTransferNetworks(depth=4, code_channels=32, separate_channels=4, base_channels=16)
+    widths = [layer.out_channels for layer in narrow.separate_encoder if hasattr(layer, "out_channels")]
+    assert widths == [16, 32, 64, 4]
 
 
 def test_masked_decoder_composites_its_content_through_its_mask():
@@ -109,10 +114,54 @@ def test_autoencoder_terms_by_hand():
     assert terms["loss"].item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_zero_weights_skip_their_terms():
+def test_zero_weight_terms_are_computed_but_not_added_and_a_zero_confusion_weight_skips_the_critic():
     loss = MaskTransferLoss(cycle_common_weight=0.0, cycle_separate_weight=0.0, confusion_weight=0.0)
     terms = loss.autoencoder(Recorder(), None, torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2))
-    assert set(terms) == {"loss", "rec_b", "rec_a", "identity_b", "identity_a"}
+    assert set(terms) == {"loss", "rec_b", "rec_a", "identity_b", "identity_a", "cycle_common", "cycle_separate"}
+    assert terms["loss"].item() == pytest.approx(7 * 0.375 + 5 * 0.25)  # the cycle terms (0.25 each) left out
+
+
+def test_batchnorm_statistics_and_weights_after_one_iteration_are_the_official_call_orders():
+    """mask_train.py (whose A is our B) calls the networks in a fixed order, every term included
+    whatever its weight (the eyewear weights: beta1 = 0, yet E_c runs on the transfer), and
+    re-encodes B before A for the critic. BatchNorm's running statistics follow the batches they
+    see, in order; a direct computation in that order gives the same statistics and weights."""
+    model = MaskContentTransfer(**SMALL)
+    nets, critic = copy.deepcopy(model.networks), copy.deepcopy(model.code_critic)
+    generator = torch.Generator().manual_seed(0)  # the batches of train_one_iteration
+    a, b = (torch.randn(4, 3, 32, 32, generator=generator) for _ in "ab")
+    train_one_iteration(model)
+
+    def bce(logits, label):
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label))
+
+    common_b, separate_b, common_a = nets.common_encoder(b), nets.separate_encoder(b), nets.common_encoder(a)
+    rec_b = nets.decode_masked(common_b, separate_b, nets.decode_removed(common_b))[0]
+    rec_a = nets.decode_removed(common_a)
+    transfer = nets.decode_masked(common_a, separate_b, a)[0]
+    identity_a = nets.decode_masked(common_a, None, a)[0]
+    identity_b = nets.decode_masked(common_b, separate_b, b)[0]
+    cycle_common, cycle_separate = nets.common_encoder(transfer), nets.separate_encoder(transfer)
+    loss = (
+        7 * F.l1_loss(rec_b, b) + 5 * F.l1_loss(rec_a, a) + 0 * F.mse_loss(cycle_common, common_a)
+        + 0.001 * F.mse_loss(cycle_separate, separate_b) + 0.7 * F.l1_loss(identity_b, b)
+        + 0.7 * F.l1_loss(identity_a, a) + 0.005 * (bce(critic(common_b), 0) + bce(critic(common_a), 0))
+    )  # fmt: skip
+    autoencoder_optimizer, critic_optimizer = (
+        Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (nets, critic)
+    )
+    loss.backward()
+    autoencoder_optimizer.step()
+    critic_optimizer.zero_grad()
+    common_b, common_a = nets.common_encoder(b).detach(), nets.common_encoder(a).detach()
+    (bce(critic(common_b), 1) + bce(critic(common_a), 0)).backward()
+    critic_optimizer.step()
+    official = {f"networks.{k}": v for k, v in nets.state_dict().items()}
+    official |= {f"code_critic.{k}": v for k, v in critic.state_dict().items()}
+    ours = model.state_dict()
+    assert any("running_mean" in name for name in official)
+    for name, value in official.items():
+        assert torch.allclose(ours[name], value, atol=1e-6), name
 
 
 # ---------------------------------------------------------------------- one iteration outside a Trainer

@@ -1,20 +1,25 @@
 """The synthetic CelebA-layout faces: the real file formats, an oracle that reads every planted factor
-back, and the ground-truth masks of the drawn objects."""
+back (and no object into a smear), and the ground-truth masks of the drawn objects."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 from datamodules.celeba import CELEBA_ATTRIBUTES, load_face, load_mask, read_celeba
 from datamodules.synthetic import (
     FACE_BACKGROUNDS,
+    FACE_GLASSES_COLOURS,
+    FACE_GLASSES_SHAPES,
     FACE_HAIR_COLOURS,
-    FACE_OBJECT_RGB,
+    FACE_OBJECT_STYLES,
     FACE_OBJECTS,
     FACE_POSES,
+    FACE_SMILE_SHAPES,
     draw_face_with_masks,
+    face_measurements,
+    face_object_colours,
     read_face_factors,
     read_planted_factors,
     sample_face_factors,
@@ -47,6 +52,11 @@ def test_oracle_reads_every_planted_factor(faces, planted, size, cropped):
         assert read[factor].shape == (COUNT,)
         accuracy = (read[factor] == truth[factor]).float().mean().item()
         assert accuracy >= 0.98, f"{factor} read with accuracy {accuracy:.3f} at {size}px (cropped={cropped})"
+    for flag, styles in FACE_OBJECT_STYLES.items():  # the object's own colour and shape, where it is
+        for style in styles:
+            where = truth[flag]
+            accuracy = (read[style][where] == truth[style][where]).float().mean().item()
+            assert accuracy >= 0.98, f"{style} read with accuracy {accuracy:.3f} at {size}px (cropped={cropped})"
 
 
 def test_oracle_follows_a_mirrored_face(faces, planted):
@@ -57,6 +67,61 @@ def test_oracle_follows_a_mirrored_face(faces, planted):
     assert torch.equal(flipped["pose"], 2 - truth["pose"])
     for factor in ("eyeglasses", "smiling", "mustache", "hair", "background"):
         assert torch.equal(flipped[factor], truth[factor]), factor
+    for flag, styles in FACE_OBJECT_STYLES.items():
+        for style in styles:
+            assert torch.equal(flipped[style][truth[flag]], truth[style][truth[flag]]), style
+
+
+SMEARS = {  # object, its colour, the smear's shape, its box around the object's centre (dx, top, dy, bottom), blur
+    "dark band over the eyes": ("eyeglasses", (30, 30, 40), "rectangle", (40, 20, 40, 20), 4),
+    "dark blob over the eyes": ("eyeglasses", (30, 30, 40), "ellipse", (42, 24, 42, 24), 4),
+    "dark strip across both eyes": ("eyeglasses", (30, 30, 40), "rectangle", (38, 8, 38, 8), 2),  # lens-high
+    "red blob at the mouth": ("smiling", (200, 35, 45), "ellipse", (30, 12, 30, 18), 3),
+    "red band at the mouth": ("smiling", (200, 35, 45), "rectangle", (34, 14, 34, 16), 4),
+}
+
+
+def smeared_faces(directory, smear: str, count: int = 40) -> list:
+    """Faces without glasses and smile, each with a blurred dark or red smear where the object would be.
+
+    The smear's centre is the object's own: the face is drawn twice from the same random stream
+    (the objects draw nothing from it), with the object for its mask and without it for the image.
+    """
+    factor, rgb, shape, (left, top, right, bottom), blur = SMEARS[smear]
+    kind = {"eyeglasses": "Eyeglasses", "smiling": "Smiling"}[factor]
+    factors = sample_face_factors(count, np.random.default_rng(7))
+    paths = []
+    for index in range(count):
+        face = {key: values[index] for key, values in factors.items()} | {"eyeglasses": False, "smiling": False}
+        _, masks = draw_face_with_masks(face | {factor: True}, np.random.default_rng(index))
+        image, _ = draw_face_with_masks(face, np.random.default_rng(index))
+        rows, columns = np.nonzero(masks[kind])
+        x, y = columns.mean(), rows.min() if factor == "smiling" else rows.mean()  # the smile: its straight top
+        layer = Image.new("L", (image.shape[1], image.shape[0]), 0)
+        getattr(ImageDraw.Draw(layer), shape)((x - left, y - top, x + right, y + bottom), fill=255)
+        layer = layer.filter(ImageFilter.GaussianBlur(blur))
+        smeared = Image.composite(Image.new("RGB", layer.size, rgb), Image.fromarray(image), layer)
+        paths.append(directory / f"{index:03d}.jpg")
+        smeared.save(paths[-1], quality=95)
+    return paths
+
+
+@pytest.mark.parametrize("smear", list(SMEARS))
+def test_oracle_reads_no_object_into_a_smear(tmp_path, smear):
+    """A dark smear over the eyes or a red blob at the mouth has the object's colour where the object
+    would be, so an oracle of region averages reads it as glasses or a smile (all of them: the
+    core region is darker than the forehead by 0.8 to 1.3, or redder by 0.7 to 0.9); the shape
+    checks read none of them (measured: 0 of 40 for each smear, size and loading). The strip
+    across both eyes, as high as the wide lenses, is caught by the skin between the lenses
+    alone: there it is 0.4 to 0.6 times as dark as the lenses, drawn glasses 0.28 at most."""
+    factor, paths = SMEARS[smear][0], smeared_faces(tmp_path, smear)
+    for size, cropped in ((32, True), (32, False), (64, True), (64, False)):
+        images = torch.stack([load_face(path, 178 if cropped else None, size) for path in paths])
+        measured = face_measurements(images, cropped=cropped)
+        core = measured["darkness_lenses"] if factor == "eyeglasses" else measured["redness_mouth"]
+        assert (core > 0.6).all(), f"the smear should cover the object's core with its colour ({size}, {cropped})"
+        read = read_face_factors(images, cropped=cropped)[factor].float().mean().item()
+        assert read <= 0.02, f"{smear}: {read:.2f} read as {factor} at {size}px (cropped={cropped})"
 
 
 def test_factors_are_balanced_and_independent(planted):
@@ -65,8 +130,14 @@ def test_factors_are_balanced_and_independent(planted):
     assert 0.3 < truth["smiling"].float().mean() < 0.7
     assert not (truth["mustache"] & ~truth["male"]).any(), "a mustache needs a male face"
     assert truth["mustache"].any()
-    for factor, names in (("hair", FACE_HAIR_COLOURS), ("background", FACE_BACKGROUNDS), ("pose", FACE_POSES)):
-        assert set(truth[factor].tolist()) == set(range(len(names)))
+    named = {"hair": FACE_HAIR_COLOURS, "background": FACE_BACKGROUNDS, "pose": FACE_POSES,
+             "glasses_colour": FACE_GLASSES_COLOURS, "glasses_shape": FACE_GLASSES_SHAPES,
+             "smile_shape": FACE_SMILE_SHAPES}  # fmt: skip
+    for factor, names in named.items():
+        assert set(truth[factor].tolist()) == set(range(len(names))), factor
+    for flag, styles in FACE_OBJECT_STYLES.items():  # every style is drawn on some faces with the object
+        for style in styles:
+            assert set(truth[style][truth[flag]].tolist()) == set(range(len(named[style]))), style
 
 
 def test_attribute_file_marks_exactly_the_planted_values(faces, planted):
@@ -146,8 +217,9 @@ def test_masks_mark_exactly_the_object_pixels_of_the_flat_drawing():
     factors = sample_face_factors(40, rng)
     drawn = {kind: 0 for kind in FACE_OBJECTS}
     for index in range(40):
-        image, masks = draw_face_with_masks({key: values[index] for key, values in factors.items()}, rng, grain=0)
-        for kind, rgb in FACE_OBJECT_RGB.items():
+        face = {key: values[index] for key, values in factors.items()}
+        image, masks = draw_face_with_masks(face, rng, grain=0)
+        for kind, rgb in face_object_colours(face).items():
             assert masks[kind].shape == (218, 178) and masks[kind].dtype == np.uint8
             assert np.array_equal((image == np.array(rgb)).all(-1), masks[kind] == 255), (index, kind)
             drawn[kind] += int(masks[kind].any())
@@ -158,25 +230,30 @@ def test_masks_agree_with_the_objects_in_the_jpegs(faces, planted):
     """Full size: the object-coloured pixels near a mask are that mask (IoU); at 64 px, cropped to 178
     as DID loads faces, the masked pixels have the object's colour and the pixels just outside do not."""
     names, truth = planted
-    for kind, rgb in FACE_OBJECT_RGB.items():
-        for name in [n for n, has in zip(names, truth[FACTOR_OF[kind]]) if has][:10]:
+    colours = [face_object_colours({key: values[i] for key, values in truth.items()}) for i in range(COUNT)]
+    for kind in FACE_OBJECTS:
+        for index in [i for i in range(COUNT) if truth[FACTOR_OF[kind]][i]][:10]:
+            name, rgb = names[index], colours[index][kind]
             image = np.asarray(Image.open(faces / "img_align_celeba" / name), dtype=np.float64)
             mask = torch.from_numpy(read_mask(faces, kind, name) > 0)
             near = F.max_pool2d(mask[None].float(), 9, 1, 4)[0].bool().numpy()  # within 4 pixels
-            coloured = (np.linalg.norm(image - np.array(rgb), axis=-1) < 40) & near
+            coloured = (np.linalg.norm(image - np.array(rgb), axis=-1) < 50) & near
             iou = (coloured & mask.numpy()).sum() / (coloured | mask.numpy()).sum()
-            assert iou > 0.9, f"{kind} mask of {name}: IoU {iou:.3f} with the object-coloured pixels"
+            # measured down to 0.89: JPEG halves the colour resolution, which blurs the navy and
+            # maroon glasses' edges
+            assert iou > 0.85, f"{kind} mask of {name}: IoU {iou:.3f} with the object-coloured pixels"
     images = torch.stack([load_face(faces / "img_align_celeba" / name, 178, 64) for name in names])
     luminance = (images * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1)  # [N, 64, 64]
     skin = (images - torch.tensor([232, 190, 160])[:, None, None] / 127.5 + 1).norm(dim=1) < 0.3
-    for kind, rgb in FACE_OBJECT_RGB.items():
+    for kind in FACE_OBJECTS:
+        rgb = torch.tensor([colour[kind] for colour in colours])[:, :, None, None]  # [N, 3, 1, 1]
         masks = torch.stack(
             [load_mask(faces / "masks" / kind / name.replace(".jpg", ".png"), 178, 64) for name in names]
         )
         assert torch.equal(masks.flatten(1).any(1), truth[FACTOR_OF[kind]]), kind  # still empty exactly without it
         inside = masks[:, 0].bool()
         ring = F.max_pool2d(masks, 3, 1, 1)[:, 0].bool() & ~inside
-        distance = (images - (torch.tensor(rgb) / 127.5 - 1)[:, None, None]).norm(dim=1)
+        distance = (images - (rgb / 127.5 - 1)).norm(dim=1)
         assert distance[inside].mean() < 0.3, kind  # measured 0.11 to 0.17
         assert distance[ring].mean() > 1.0, kind  # measured 1.3 to 2.0
         if kind != "Smiling":  # glasses and moustache are dark: far darker than the face's skin

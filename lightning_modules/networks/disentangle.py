@@ -1,4 +1,5 @@
-"""Networks and loss of domain intersection and domain difference (spec sections 2.3, 2.4).
+"""Networks and loss of domain intersection and domain difference (`models/models.py` and
+`train/train.py` of sagiebenaim/DomainIntersectionDifference).
 
 An image [B, 3, R, R] goes through `depth` stride-2 4x4 convolutions to a bottleneck of
 s = R / 2^depth pixels (2x2 at 128 px with the official 6 layers). Codes are laid out
@@ -30,10 +31,18 @@ def _encoder(widths: list[int], normalised: list[bool]) -> nn.Sequential:
 
 
 def _decoder(widths: list[int]) -> nn.Sequential:
-    """Spectral-norm 4x4 stride-2 transposed convolutions + InstanceNorm + ReLU; the last to RGB + tanh."""
+    """Spectral-norm 4x4 stride-2 transposed convolutions + InstanceNorm + ReLU; the last to RGB + tanh.
+
+    The official spectral norm reshapes every weight to [its first dimension, -1]; a transposed
+    convolution's weight is [in, out, k, k], so sigma is taken with the input channels as rows
+    (dim=0), where torch's default for transposed convolutions is the output channels (dim=1).
+    The forward pass is the same either way (InstanceNorm follows and undoes the scale), the
+    gradients are not.
+    """
     layers = []
     for channels, width in zip(widths[:-1], widths[1:-1]):
-        layers += [spectral_norm(nn.ConvTranspose2d(channels, width, 4, 2, 1)), nn.InstanceNorm2d(width), nn.ReLU()]
+        transposed = spectral_norm(nn.ConvTranspose2d(channels, width, 4, 2, 1), dim=0)
+        layers += [transposed, nn.InstanceNorm2d(width), nn.ReLU()]
     layers += [nn.ConvTranspose2d(widths[-2], widths[-1], 4, 2, 1), nn.Tanh()]
     return nn.Sequential(*layers)
 
@@ -54,16 +63,22 @@ class IntersectionAutoencoder(nn.Module):
         code_channels: channels C of the whole code (512).
         separate_channels: channels `sep` of each separate part (25).
         common_layer2_norm: InstanceNorm after the common encoder's second convolution, as the
-            architecture intends; the official code builds it without one (False reproduces that).
+            architecture intends; the official code builds it without one (False, the default).
+        base_channels: width of the first convolution (32), doubled by each further trunk layer.
     """
 
     def __init__(
-        self, depth: int = 6, code_channels: int = 512, separate_channels: int = 25, common_layer2_norm: bool = True
+        self,
+        depth: int = 6,
+        code_channels: int = 512,
+        separate_channels: int = 25,
+        common_layer2_norm: bool = False,
+        base_channels: int = 32,
     ) -> None:
         super().__init__()
         if depth < 3 or code_channels <= 2 * separate_channels:
             raise ValueError(f"depth={depth} must be >= 3 and code_channels={code_channels} > 2 * separate_channels")
-        trunk = [32 * 2**i for i in range(depth - 2)]  # 32, 64, 128, 256 for depth 6
+        trunk = [base_channels * 2**i for i in range(depth - 2)]  # 32, 64, 128, 256 for depth 6
         self.separate_channels = separate_channels
         common_norms = [True] * depth
         common_norms[1] = common_layer2_norm
@@ -130,7 +145,7 @@ def code_critic_loss(logits_one: torch.Tensor, logits_zero: torch.Tensor) -> tor
 
 
 class IntersectionDifferenceLoss:
-    """The losses of spec 2.4 (all means):
+    """The losses of the official `train/train.py` (all means):
 
     L_AE = w_rec [L1(G(c_a, sA_a, 0), a) + L1(G(c_b, 0, sB_b), b)]       reconstruction
          + w_zero [mean|E_B(a)| + mean|E_A(b)|]                            zero loss
@@ -149,7 +164,7 @@ class IntersectionDifferenceLoss:
         rec_weight: float = 1.0,
         zero_weight: float = 1.0,
         confusion_weight: float = 0.001,
-        confusion_target: str = "flip",
+        confusion_target: str = "official",
     ) -> None:
         self.rec_weight, self.zero_weight, self.confusion_weight = rec_weight, zero_weight, confusion_weight
         self.targets = check_confusion_target(confusion_target)
