@@ -209,7 +209,9 @@ def official_cifar100_rates(epochs: int, steps_per_epoch: int) -> list[float]:
 
 def our_rates(epochs: int, steps_per_epoch: int, milestones: list[int]) -> list[float]:
     model = ImageClassifier(network=torch.nn.Linear(2, 2), padain_p=0.0, milestones=milestones)
-    model.trainer = SimpleNamespace(estimated_stepping_batches=epochs * steps_per_epoch, max_epochs=epochs)
+    model.trainer = SimpleNamespace(
+        estimated_stepping_batches=epochs * steps_per_epoch, max_epochs=epochs, datamodule=None
+    )
     config = model.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     rates = []
