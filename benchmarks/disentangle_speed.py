@@ -75,7 +75,7 @@ def clipped_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 
 def plain_did(size: int, device: torch.device) -> Callable[[dict[str, torch.Tensor]], None]:
-    """Spec 2.4 written directly: autoencoder step, then the critic step on fresh codes."""
+    """The official `train/train.py` step written directly: autoencoder step, then the critic step on fresh codes."""
     autoencoder = IntersectionAutoencoder(depth=depth_for(size)).to(device)
     critic = CodeCritic(462 * (size // 2 ** depth_for(size)) ** 2).to(device)
     loss = IntersectionDifferenceLoss()
@@ -100,7 +100,7 @@ def plain_did(size: int, device: torch.device) -> Callable[[dict[str, torch.Tens
 
 
 def plain_mbu(size: int, device: torch.device) -> Callable[[dict[str, torch.Tensor]], None]:
-    """Spec 3.4 written directly: autoencoder step, then the critic step on fresh codes."""
+    """The official `mask_train.py` step written directly: autoencoder step, then the critic step on fresh codes."""
     networks = MaskTransferNetworks(depth=depth_for(size)).to(device)
     critic = CodeCritic(487 * (size // 2 ** depth_for(size)) ** 2).to(device)
     loss = MaskTransferLoss()

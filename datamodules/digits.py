@@ -284,7 +284,7 @@ class OneShotDigitsDataModule(StreamedTrainingData):
 
 
 class DigitDomains(StreamedTrainingData):
-    """Two unlabelled digit domains for domain intersection/difference (spec section 2; the
+    """Two unlabelled digit domains for domain intersection/difference (Benaim et al., ICCV 2019; the
     paper's MNIST -> SVHN domain adaptation), every image as 3 channels.
 
     Training batches are {"a": [B, 3, 32, 32], "b": [B, 3, 32, 32]}, drawn without

@@ -1,4 +1,4 @@
-"""One training video clip and its spatio-temporal pyramid (HP-VAE-GAN, spec sections 4.2-4.3).
+"""One training video clip and its spatio-temporal pyramid (HP-VAE-GAN; as shirgur/hp-vae-gan builds it).
 
 The clip is read from a video file (MP4, AVI, WebM, MOV, MKV or GIF, decoded by PyAV) or a
 folder of frames (PNG, JPEG, BMP, WebP, sorted by name). Every error (missing file,
@@ -169,7 +169,7 @@ def write_video_file(path: str | Path, frames: np.ndarray, fps: float) -> Path:
 
 
 def frame_strides_of(num_levels: int, frame_strides: tuple[int, ...]) -> list[int]:
-    """Temporal stride of every level: `frame_strides` spread linearly over the levels (spec 4.2).
+    """Temporal stride of every level: `frame_strides` spread linearly over the levels (the official schedule).
 
     Level s uses frame_strides[floor(s / S * (len - 1))], S the finest level: for 10 levels and
     (4, 3, 2, 1) that is 4, 4, 4, 3, 3, 3, 2, 2, 2, 1.
@@ -182,7 +182,7 @@ def video_pyramid_shapes(
     height: int, width: int, num_frames: int, max_width: int = 256, min_width: int = 32, scale_factor: float = 0.75,
     frame_strides: tuple[int, ...] = (4, 3, 2, 1),
 ) -> list[VideoShape]:  # fmt: skip
-    """(frames, height, width) of every level, coarse to fine (spec 4.3).
+    """(frames, height, width) of every level, coarse to fine, as the official code computes them.
 
     Widths follow SinGAN's rule for a `max_width`-wide square (S = 9, r = (32/256)^(1/9) for the
     defaults, coarsest width 33 through the floating-point ceil), heights keep the clip's aspect
@@ -210,7 +210,7 @@ def build_video_pyramid(clip: torch.Tensor, shapes: list[VideoShape], antialias:
 
 
 class SingleVideoDataModule(StreamedTrainingData):
-    """A single training clip as a spatio-temporal pyramid (HP-VAE-GAN, spec 4.2-4.3).
+    """A single training clip as a spatio-temporal pyramid (HP-VAE-GAN).
 
     Every training batch is the pyramid of a window of `window_frames` consecutive frames: a
     list of level clips [1, 3, T_s, H_s, W_s] (batch size 1, as the official code); level 0 is
@@ -292,7 +292,7 @@ class SingleVideoDataModule(StreamedTrainingData):
         return build_video_pyramid(window, self.pyramid_shapes, self.hparams.antialias)
 
     def training_batch(self, rng: torch.Generator) -> list[torch.Tensor]:
-        """The pyramid of the window starting at a frame drawn uniformly from `rng` (spec 4.2)."""
+        """The pyramid of the window starting at a frame drawn uniformly from `rng` (as the official loader)."""
         starts = self.clip.shape[1] - self.window_frames + 1
         if starts == 1:
             return self.pyramid

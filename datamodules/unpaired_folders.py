@@ -1,5 +1,5 @@
 """Unpaired image folders in the CycleGAN layout, for one-shot translation's drawing and style
-tasks (spec section 2.3):
+tasks (`drawing_and_style_transfer/` of the official code):
 
     <root>/trainA/*.png|jpg   domain A: the single sample is one of these (sorted by name)
     <root>/trainB/*           domain B: every image

@@ -267,7 +267,7 @@ class OneShotTranslation(IterativeModule):
         return terms | {"critic": critic_loss}
 
     def _digits_phase_two(self, x: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Spec 2.2, phase II, in its order: critic real step, critic fake step, x step, B step."""
+        """Phase II as the official `mnist_to_svhn/` code orders it: critic real, critic fake, x step, B step."""
         hp, ae, critics = self.hparams, self.autoencoder, self.critics
         x_ba = self.translate(b, "b", "a")  # B image drawn as A
         x_ab = self.translate(x, "a", "b")  # the sample drawn as B
@@ -286,7 +286,7 @@ class OneShotTranslation(IterativeModule):
         return terms | {"critic": critic_loss}
 
     def _drawing_phase_two(self, x: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Spec 2.3, phase II, in its order: x step, B step, critic step on pooled fakes."""
+        """Phase II as `drawing_and_style_transfer/` orders it: x step, B step, critic step on pooled fakes."""
         hp, ae, critic = self.hparams, self.autoencoder, self.critics["b"]
         x_ab = self.translate(x, "a", "b")
         x_ba = self.translate(b, "b", "a") if hp.two_way_cycle else None

@@ -182,8 +182,8 @@ def lsgan(scores: torch.Tensor, target: float) -> torch.Tensor:
 def latent_kl(latent: torch.Tensor) -> torch.Tensor:
     """OST's "VAE" term: KL to N(0, I) of a unit-variance Gaussian at `latent`, up to constants: mean(h^2).
 
-    No noise is sampled (spec 2.7.1): the autoencoder is deterministic and the term only
-    pulls the code towards zero.
+    No noise is sampled, as in the official code (no reparameterisation): the autoencoder is
+    deterministic and the term only pulls the code towards zero.
     """
     return latent.square().mean()
 
