@@ -34,6 +34,15 @@ def evaluation_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, *
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, **kwargs)
 
 
+def combined_seed(*parts: int) -> int:
+    """One seed from several integers, distinct for distinct small parts, and within the range a torch
+    generator takes (below 2**63): an unseeded run's `torch.initial_seed()` alone may reach 2**64."""
+    seed = 0
+    for part in parts:
+        seed = seed * 1_000_003 + part
+    return seed % 2**63
+
+
 class SeededItems(Dataset):
     """`dataset[index]` made with torch's CPU generator seeded by (seed, epoch, index), so that an
     item's random augmentation depends on nothing else: not on the loader's workers, on batches
@@ -48,7 +57,7 @@ class SeededItems(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
         with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + index)
+            torch.default_generator.manual_seed(combined_seed(self.seed, epoch, index))
             return self.dataset[index]
 
 
@@ -163,7 +172,7 @@ class BatchStream(IterableDataset):
         offset, stride = (worker.id, worker.num_workers) if worker else (0, 1)
         iteration = self.start + offset
         while True:
-            yield self.make_batch(torch.Generator().manual_seed(self.seed * 1_000_003 + iteration))
+            yield self.make_batch(torch.Generator().manual_seed(combined_seed(self.seed, iteration)))
             iteration += stride
 
 
