@@ -29,6 +29,8 @@ from lightning_modules.classifier import ImageClassifier
 from lightning_modules.networks.classifiers import DigitClassifier
 from lightning_modules.one_shot_translation import OneShotTranslation
 
+MEASURED_THREADS = 1  # the figures above (tests/conftest.py pins it)
+
 WIDTHS = {"ngf": 32, "ndf": 32}
 MUTANTS = {"selective_backprop_off": {"selective_backprop": False}}  # the paper's ablation switch
 MIN_ACCURACY = 0.2  # translation accuracy of the 360 A test digits (chance 0.10)
