@@ -9,15 +9,17 @@ iterations of batch 32, phase 2 300 iterations on the sample of index 0, the cla
 epochs.
 
 The bar sits between what the method reaches and what its ablation without selective
-backpropagation reaches. Measured on CPU with seed 0 (classifier 0.80 on B's test digits):
+backpropagation reaches. Measured on CPU at 1 thread with seed 0 (the classifier, lr 0.02,
+scores 0.933 on B's test digits; at lr 0.05 it scored 0.51 to 0.80 depending on the seed and
+the data order, too unstable a judge):
 
-    phase 2 at 1 thread          translation accuracy (bar: above 0.2)
-    unmodified                   0.322
-    selective backprop off       0.103  (chance: the sample's losses move the shared core)
-    one-way cycle off            0.258  (not a mutant: too close to the method for a bar)
+    phase 2                      translation accuracy (bar: above 0.21)
+    unmodified                   0.269
+    selective backprop off       0.153  (the sample's losses move the shared core)
+    one-way cycle off            0.183  (not a mutant: 0.027 below the bar is too thin a margin)
 
-CPU time at 1 thread (user+sys): classifier 42 s, phase 1 49 s (shared by the module), each
-phase 2 20 s.
+CPU time at 1 thread (user+sys): classifier 54 s, phase 1 48 s (shared by the module), each
+phase 2 22-28 s.
 """
 
 import pytest
@@ -33,7 +35,7 @@ MEASURED_THREADS = 1  # the figures above (tests/conftest.py pins it)
 
 WIDTHS = {"ngf": 32, "ndf": 32}
 MUTANTS = {"selective_backprop_off": {"selective_backprop": False}}  # the paper's ablation switch
-MIN_ACCURACY = 0.2  # translation accuracy of the 360 A test digits (chance 0.10)
+MIN_ACCURACY = 0.21  # translation accuracy of the 360 A test digits (chance 0.10)
 
 
 def trainer(root, epochs: int = 1, **kwargs) -> Trainer:
@@ -47,7 +49,7 @@ def train_classifier(root) -> tuple[DigitClassifier, float]:
     """The B classifier of the evaluation and its accuracy on B's test digits."""
     seed_everything(0)
     classifier = ImageClassifier(
-        num_classes=10, padain_p=0.0, lr=0.05, warmup_epochs=0, schedule="cosine", min_lr=0.0,
+        num_classes=10, padain_p=0.0, lr=0.02, warmup_epochs=0, schedule="cosine", min_lr=0.0,
         network=DigitClassifier(channels=3),
     )  # fmt: skip
     run = trainer(root / "classifier", epochs=15, enable_checkpointing=False)
