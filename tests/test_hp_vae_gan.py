@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from callbacks.video_metrics import diversity, video_sifid
-from datamodules.single_video import SingleVideoDataModule, frame_strides_of, video_pyramid_shapes
+from datamodules.single_video import SingleVideoDataModule, build_video_pyramid, frame_strides_of, video_pyramid_shapes
 from datamodules.synthetic import moving_square_clip, write_clip
 from lightning_modules.hp_vae_gan import HPVAEGAN
 from lightning_modules.networks.losses import HPVAEGANLoss, gaussian_kl
@@ -515,3 +515,15 @@ def test_flags_for_the_official_codes_behaviour_train(tmp_path):
     one, batch = model.sample([7]), model.sample([3, 7])
     assert torch.allclose(one[0], batch[1], atol=1e-5)  # instance statistics: a sample ignores its batch
     assert F.mse_loss(batch[0], batch[1]) > 0
+
+
+def test_antialias_false_downsamples_as_opencvs_linear_filter():
+    """`--data.antialias=false` is the official resize (OpenCV's INTER_LINEAR, no antialiasing): at
+    an exact factor 2 every output pixel is the mean of its 2x2 block, every other frame is kept;
+    the default antialiased filter also weighs the neighbouring pixels."""
+    clip = torch.rand(3, 5, 8, 12) * 2 - 1  # [3, N, H, W]
+    official = build_video_pyramid(clip, [(3, 4, 6)], antialias=False)[0]
+    blocks = F.avg_pool2d(clip[:, ::2].permute(1, 0, 2, 3), 2).permute(1, 0, 2, 3)[None]  # [1, 3, 3, 4, 6]
+    torch.testing.assert_close(official, blocks)
+    antialiased = build_video_pyramid(clip, [(3, 4, 6)])[0]
+    assert (antialiased - blocks).abs().max() > 0.05
