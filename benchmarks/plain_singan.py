@@ -13,9 +13,9 @@ import torch
 from torch.optim import Adam
 from torch.optim.lr_scheduler import MultiStepLR
 
+from dfgen.resize import resize
 from lightning_modules.networks.losses import SinGANLoss
 from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, coarsest_noise, scale_noise, scale_width
-from lightning_modules.networks.resize import resize
 
 
 def train_plain(

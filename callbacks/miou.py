@@ -17,11 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from callbacks.evaluation import SetMetric
-
-CITYSCAPES_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)  # fmt: skip
+from dfgen.cityscapes import CITYSCAPES_CLASSES, IGNORE_LABEL, NUM_CLASSES
 
 
 class MeanIoU(SetMetric):
@@ -37,10 +33,12 @@ class MeanIoU(SetMetric):
             there are 19, else class indices.
     """
 
-    def __init__(self, num_classes: int = 19, ignore_index: int = 255, class_names: list[str] | None = None) -> None:
+    def __init__(
+        self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_LABEL, class_names: list[str] | None = None
+    ) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        default_names = CITYSCAPES_CLASSES if num_classes == 19 else [str(i) for i in range(num_classes)]
+        default_names = CITYSCAPES_CLASSES if num_classes == NUM_CLASSES else [str(i) for i in range(num_classes)]
         self.class_names = list(class_names or default_names)
         if len(self.class_names) != num_classes:
             raise ValueError(f"{len(self.class_names)} class names given for {num_classes} classes")

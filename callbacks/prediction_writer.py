@@ -14,8 +14,8 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from callbacks.media import frame_strips, to_unit_range, write_gif
-from datamodules.segmentation import colourise
-from datamodules.single_video import write_video_file
+from dfgen.cityscapes import colourise
+from dfgen.video_files import write_video_file
 
 
 def holds_files(directory: Path) -> bool:

@@ -23,7 +23,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from callbacks.evaluation import SetMetric
-from lightning_modules.checkpoint_files import load_checkpoint_file
+from dfgen.checkpoint_files import load_checkpoint_file
 
 
 def load_network_weights(network: nn.Module, path: str | Path) -> nn.Module:

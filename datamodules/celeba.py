@@ -33,10 +33,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.images import check_images_complete, displayed_size, load_image
 from datamodules.loaders import ClassificationDataModule, StreamedTrainingData, evaluation_loader
 from datamodules.unpaired_folders import list_images
-from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_settings
+from dfgen.images import check_images_complete, displayed_size, load_image
+from dfgen.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_settings
 
 CELEBA_ATTRIBUTES: tuple[str, ...] = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
@@ -471,7 +471,7 @@ class TwoDomainDataModule(StreamedTrainingData):
         predict_dir_a: a folder of images that predict uses as domain A (default: test A).
         predict_dir_b: the same for domain B. Predict pairs the two in sorted order, up to
             the shorter list (num_eval does not apply).
-        verify_images: check every image file at construction (datamodules.images.
+        verify_images: check every image file at construction (dfgen.images.
             check_images_complete), so that a file that is not an image or is truncated fails
             before anything is written, with its name: a header parse and, for a JPEG or PNG, a
             look at its last bytes, so complete files are not decoded (about 30 s of CPU for all of

@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 
 from datamodules.augmix import AugMixViews
 from datamodules.loaders import ClassificationDataModule
-from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, Each, OneOf, Range, check_settings
+from dfgen.settings import AT_LEAST_1, NON_NEGATIVE, Each, OneOf, Range, check_settings
 
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules.loaders import ClassificationDataModule, StreamedTrainingData, evaluation_loader
 from datamodules.unpaired_folders import flip_and_rotate
-from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_settings
+from dfgen.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_settings
 
 SOURCES = ("mnist", "svhn", "handwritten", "textured")
 PACKAGED = ("handwritten", "textured")  # both drawn from the same scikit-learn scans

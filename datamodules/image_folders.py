@@ -17,16 +17,16 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from datamodules.cifar import CORRUPTIONS, SEVERITIES
-from datamodules.images import load_rgb8
 from datamodules.loaders import ClassificationDataModule
-from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, Each, OneOf, check_pair_order, check_settings
+from dfgen.images import load_rgb8
+from dfgen.settings import AT_LEAST_1, NON_NEGATIVE, Each, OneOf, check_pair_order, check_settings
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def class_folders(root: Path, classes: list[str] | None, transform: v2.Transform) -> ImageFolder:
     """An ImageFolder whose class folders must be `classes` (when given), with clear errors; its images
-    are read as torchvision reads them (datamodules.images.load_rgb8), with errors that name the file."""
+    are read as torchvision reads them (dfgen.images.load_rgb8), with errors that name the file."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is missing; expected <class>/<image> folders there")
     try:

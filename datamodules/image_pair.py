@@ -6,10 +6,10 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from datamodules.images import displayed_size, load_image
 from datamodules.single_image import RepeatedPyramid, SampleRequests, build_pyramid, pyramid_geometry
-from lightning_modules.networks.resize import resize
-from lightning_modules.settings import AT_LEAST_1, SCALE_FACTOR, Each, Either, OneOf, check_settings
+from dfgen.images import displayed_size, load_image
+from dfgen.resize import resize
+from dfgen.settings import AT_LEAST_1, SCALE_FACTOR, Each, Either, OneOf, check_settings
 
 DOMAINS = ("a", "b")
 

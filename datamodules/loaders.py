@@ -14,7 +14,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 from torchvision.transforms.functional import pil_to_tensor
 
-from datamodules.images import IMAGE_SUFFIXES, load_rgb8
+from dfgen.images import IMAGE_SUFFIXES, load_rgb8
 
 # EpochShuffle resumes mid-epoch from the trainer's own progress counters, which Lightning's
 # "dataloader is not resumable" warning does not know about.

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from datamodules.images import displayed_size, load_image
-from lightning_modules.networks.resize import Shape, resize
-from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SCALE_FACTOR, Each, check_settings
+from dfgen.images import displayed_size, load_image
+from dfgen.resize import Shape, resize
+from dfgen.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SCALE_FACTOR, Each, check_settings
 
 
 def pyramid_geometry(
@@ -138,7 +138,7 @@ class SingleImageDataModule(LightningDataModule):
             code) drops the alpha channel and keeps the stored colours of transparent pixels.
 
     An image of more than 4 megapixels is decoded at a reduced size that keeps four times the
-    finest scale (see datamodules.images.load_image), so memory follows `max_size` rather than the file.
+    finest scale (see dfgen.images.load_image), so memory follows `max_size` rather than the file.
     """
 
     setting_rules = {

@@ -322,11 +322,6 @@ def draw_face_with_masks(
     return np.clip(pixels, 0, 255).round().astype(np.uint8), masks
 
 
-def draw_face(factors: dict[str, int | bool], rng: np.random.Generator) -> np.ndarray:
-    """One face [218, 178, 3] uint8 with the given factors: the image of `draw_face_with_masks`."""
-    return draw_face_with_masks(factors, rng)[0]
-
-
 def face_attributes(factors: dict[str, np.ndarray]) -> np.ndarray:
     """The CelebA attribute values [N, 40] in {-1, 1} that the planted factors imply.
 
@@ -611,7 +606,7 @@ def shift_colours(image: np.ndarray) -> np.ndarray:
 
 def _label_id_palette() -> list[int]:
     """A 256-colour palette that gives each label id its class's Cityscapes colour (black when not evaluated)."""
-    from datamodules.segmentation import CITYSCAPES_LABEL_TO_TRAIN_ID, cityscapes_palette
+    from dfgen.cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, cityscapes_palette
 
     palette = np.zeros((256, 3), dtype=np.uint8)
     for label_id, train_id in CITYSCAPES_LABEL_TO_TRAIN_ID.items():
@@ -726,7 +721,7 @@ def moving_square_clip(
 
 def write_clip(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
     """Write uint8 frames [T, H, W, 3] as a video file (by the suffix of `path`) or, without suffix, a frame folder."""
-    from datamodules.single_video import write_video_file
+    from dfgen.video_files import write_video_file
 
     path = Path(path)
     if path.suffix:

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.images import IMAGE_SUFFIXES, load_image
 from datamodules.loaders import StreamedTrainingData, evaluation_loader
-from lightning_modules.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_pair_order, check_settings
+from dfgen.images import IMAGE_SUFFIXES, load_image
+from dfgen.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_pair_order, check_settings
 
 
 def list_images(directory: Path) -> list[Path]:

@@ -20,10 +20,10 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from dfgen.settings import NON_NEGATIVE, POSITIVE, PROBABILITY, Each, OneOf, Range, check_settings
 from lightning_modules.networks.classifiers import RESNETS, build_classifier
 from lightning_modules.networks.losses import jensen_shannon_consistency
 from lightning_modules.networks.padain import PermutedAdaINCheckpointing, insert_permuted_adain
-from lightning_modules.settings import NON_NEGATIVE, POSITIVE, PROBABILITY, Each, OneOf, Range, check_settings
 
 ARCHITECTURES = (*RESNETS, "resnext29", "densenet40")
 

@@ -18,11 +18,8 @@ from torch.optim import Adam
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.utils import make_grid
 
-from lightning_modules.checkpoint_files import load_checkpoint_file
-from lightning_modules.iterative import IterativeModule
-from lightning_modules.networks.disentangle import CONFUSION_TARGETS, CodeCritic
-from lightning_modules.networks.mask_transfer import MaskTransferLoss, MaskTransferNetworks
-from lightning_modules.settings import (
+from dfgen.checkpoint_files import load_checkpoint_file
+from dfgen.settings import (
     AT_LEAST_1,
     BETAS,
     NON_NEGATIVE,
@@ -32,6 +29,9 @@ from lightning_modules.settings import (
     Range,
     check_settings,
 )
+from lightning_modules.iterative import IterativeModule
+from lightning_modules.networks.disentangle import CONFUSION_TARGETS, CodeCritic
+from lightning_modules.networks.mask_transfer import MaskTransferLoss, MaskTransferNetworks
 
 # predict writes these images for every test pair (a, b), in this order
 PREDICTION_KINDS = ("a", "b", "transfer", "transfer_mask", "replacement", "removal", "removed", "b_mask")

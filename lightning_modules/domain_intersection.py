@@ -20,6 +20,7 @@ import torch
 from torch.optim import Adam
 from torchvision.utils import make_grid
 
+from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, OneOf, Range, check_settings
 from lightning_modules.iterative import IterativeModule
 from lightning_modules.networks.disentangle import (
     CONFUSION_TARGETS,
@@ -27,7 +28,6 @@ from lightning_modules.networks.disentangle import (
     IntersectionAutoencoder,
     IntersectionDifferenceLoss,
 )
-from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, OneOf, Range, check_settings
 
 # predict writes these images for every test pair (a, b), in this order
 PREDICTION_KINDS = ("a", "b", "a_to_b", "b_to_a", "a_intersection", "b_intersection", "a_union", "b_union",

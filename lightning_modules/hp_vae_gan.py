@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.optim import Adam
 
+from dfgen.resize import VideoShape
+from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, OneOf, check_settings
 from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.losses import HPVAEGANLoss
 from lightning_modules.networks.pyramid import NORMS, eval_mode, init_weights
@@ -30,12 +32,10 @@ from lightning_modules.networks.video import (
     PatchEncoder,
     RefinementStage,
     VideoCritic,
-    VideoShape,
     reparameterise,
     upsample_clip,
 )
 from lightning_modules.progressive import ProgressiveModule
-from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, OneOf, check_settings
 
 Draw = Callable[[tuple[int, ...]], torch.Tensor]  # shape -> unit Gaussian noise of that shape
 

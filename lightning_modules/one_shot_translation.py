@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 
-from lightning_modules.checkpoint_files import load_checkpoint_file
+from dfgen.checkpoint_files import load_checkpoint_file
+from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, OneOf, check_settings
 from lightning_modules.iterative import IterativeModule
 from lightning_modules.networks.losses import latent_kl, lsgan
 from lightning_modules.networks.ost import (
@@ -36,7 +37,6 @@ from lightning_modules.networks.ost import (
     per_image_batch_norm,
     resnet_autoencoder,
 )
-from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, OneOf, check_settings
 
 B_PARTS = ("encoders_unshared.b.", "encoder_shared.", "decoder_shared.", "decoders_unshared.b.")
 

@@ -15,8 +15,8 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from dfgen.resize import Shape, rescale
 from lightning_modules.distributed import broadcast_buffers
-from lightning_modules.networks.resize import Shape, rescale
 
 
 class ProgressiveModule(LightningModule):

@@ -22,10 +22,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim import SGD, Adam, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from lightning_modules.checkpoint_files import load_checkpoint_file
-from lightning_modules.networks.deeplab import BACKBONES, ClassDomainDiscriminator, DeepLabV2
-from lightning_modules.networks.padain import MODES, PermutedAdaINCheckpointing, padain_suspended
-from lightning_modules.settings import (
+from dfgen.checkpoint_files import load_checkpoint_file
+from dfgen.cityscapes import IGNORE_LABEL, NUM_CLASSES
+from dfgen.settings import (
     AT_LEAST_1,
     BETAS,
     NON_NEGATIVE,
@@ -35,6 +34,8 @@ from lightning_modules.settings import (
     Range,
     check_settings,
 )
+from lightning_modules.networks.deeplab import BACKBONES, ClassDomainDiscriminator, DeepLabV2
+from lightning_modules.networks.padain import MODES, PermutedAdaINCheckpointing, padain_suspended
 
 ADAPTATIONS = ("none", "fada")
 
@@ -89,7 +90,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
 
     def __init__(
         self,
-        num_classes: int = 19,
+        num_classes: int = NUM_CLASSES,
         backbone: str = "resnet101",
         backbone_weights: str | None = None,
         frozen_batch_norm: bool = True,
@@ -101,7 +102,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         weight_decay: float = 5e-4,
         poly_iterations: int = 31_250,
         poly_power: float = 0.9,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_LABEL,
         padain_mode: str = "permute",
         padain_legacy_eps: float | None = None,
         adaptation: str = "none",

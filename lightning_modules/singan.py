@@ -18,6 +18,17 @@ from torch import nn
 from torch.optim import Adam
 from torch.optim.lr_scheduler import MultiStepLR
 
+from dfgen.resize import Shape, rescale
+from dfgen.settings import (
+    AT_LEAST_1,
+    BETAS,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    Each,
+    Range,
+    check_settings,
+)
 from lightning_modules.networks.losses import SinGANLoss
 from lightning_modules.networks.pyramid import (
     PatchCritic,
@@ -28,18 +39,7 @@ from lightning_modules.networks.pyramid import (
     scale_noise,
     scale_width,
 )
-from lightning_modules.networks.resize import Shape, rescale
 from lightning_modules.progressive import ImagePyramidModule
-from lightning_modules.settings import (
-    AT_LEAST_1,
-    BETAS,
-    NON_NEGATIVE,
-    POSITIVE,
-    PROBABILITY,
-    Each,
-    Range,
-    check_settings,
-)
 
 
 class SinGAN(ImagePyramidModule):

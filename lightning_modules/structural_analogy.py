@@ -29,12 +29,12 @@ import torch
 from torch import nn
 from torch.optim import Adam
 
+from dfgen.resize import Shape, resize
+from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, Range, check_settings
 from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, rgb_noise, run_pyramid, scale_width
-from lightning_modules.networks.resize import Shape, resize
 from lightning_modules.progressive import ImagePyramidModule
-from lightning_modules.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, Range, check_settings
 
 DOMAINS = ("a", "b")
 OTHER = {"a": "b", "b": "a"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from datamodules.single_video import write_video_file
+from dfgen.video_files import write_video_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (128, 96)  # width, height

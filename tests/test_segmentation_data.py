@@ -11,15 +11,11 @@ from PIL import Image
 
 from datamodules import GTAVCityscapesDataModule
 from datamodules.segmentation import (
-    CITYSCAPES_LABEL_TO_TRAIN_ID,
     IMAGENET_MEAN,
     IMAGENET_STD,
     cityscapes_pairs,
-    cityscapes_palette,
     colour_jitter,
-    colourise,
     gtav_pairs,
-    label_ids_to_train_ids,
     load_pair,
     normalize_image,
     random_flip,
@@ -37,6 +33,7 @@ from datamodules.synthetic import (
     write_label,
     write_segmentation_shift,
 )
+from dfgen.cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, cityscapes_palette, colourise, label_ids_to_train_ids
 
 # label id -> train id of the 19 evaluated classes, written out independently of the module's table
 EVALUATED = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,

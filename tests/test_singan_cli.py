@@ -13,7 +13,7 @@ from scipy import ndimage
 from skimage import filters, morphology
 
 from datamodules.single_image import SingleImageDataModule, load_image
-from lightning_modules.networks.resize import resize
+from dfgen.resize import resize
 from lightning_modules.singan import SinGAN
 from tests.helpers import (
     REPO,

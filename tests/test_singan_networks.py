@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from dfgen.resize import rescale, resize
 from lightning_modules.networks.losses import SinGANLoss, pixelwise_gradient_penalty
 from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, run_pyramid, scale_width
-from lightning_modules.networks.resize import rescale, resize
 
 
 def reference_imresize(images: torch.Tensor, factor: float, shape: tuple[int, int]) -> torch.Tensor:

@@ -5,9 +5,9 @@ from PIL import Image
 from scipy import ndimage
 from skimage import filters, morphology
 
-from datamodules.images import load_image
 from datamodules.single_image import SingleImageDataModule, feather_mask, pyramid_shapes
 from datamodules.synthetic import pattern_image, write_image
+from dfgen.images import load_image
 
 
 @pytest.mark.parametrize(

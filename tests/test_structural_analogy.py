@@ -12,9 +12,9 @@ from PIL import Image
 from datamodules.image_pair import ImagePairDataModule
 from datamodules.single_image import load_image
 from datamodules.synthetic import pattern_image, write_image
+from dfgen.resize import resize
 from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import ScaleGenerator
-from lightning_modules.networks.resize import resize
 from lightning_modules.structural_analogy import StructuralAnalogy
 from tests.helpers import (
     REPO,

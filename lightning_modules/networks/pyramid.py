@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.networks.resize import Shape, rescale
+from dfgen.resize import Shape, rescale
 
 NUM_LAYERS = 5
 PADDING = NUM_LAYERS * (3 - 1) // 2  # valid 3x3 convolutions shrink by 1 px per side each

@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dfgen.resize import VideoShape
 from lightning_modules.networks.pyramid import ConvBlock, conv, conv_stack
-
-VideoShape = tuple[int, int, int]  # (frames, height, width)
 
 
 class PatchEncoder(nn.Module):

@@ -21,7 +21,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-Shape = tuple[int, int]
+Shape = tuple[int, int]  # (height, width)
+VideoShape = tuple[int, int, int]  # (frames, height, width)
 
 
 def resize(images: torch.Tensor, shape: Shape) -> torch.Tensor:
