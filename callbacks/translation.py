@@ -14,7 +14,6 @@ each logged as `<stage>/<name>_accuracy` (for example both directions of a domai
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,20 +22,9 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from callbacks.evaluation import SetMetric
-from dfgen.checkpoint_files import load_checkpoint_file
+from dfgen.checkpoint_files import load_network_weights
 
-
-def load_network_weights(network: nn.Module, path: str | Path) -> nn.Module:
-    """Load the `network.` weights of an `ImageClassifier` checkpoint into `network`."""
-    state = load_checkpoint_file(path, "a checkpoint of lightning_modules.ImageClassifier")["state_dict"]
-    weights = {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
-    if not weights:
-        raise ValueError(f"{path}: no `network.` weights; expected a checkpoint of lightning_modules.ImageClassifier")
-    try:
-        network.load_state_dict(weights)
-    except RuntimeError as error:
-        raise ValueError(f"{path}: its weights do not fit {type(network).__name__} ({error})") from error
-    return network
+CLASSIFIER_CHECKPOINT = "a checkpoint of lightning_modules.ImageClassifier"
 
 
 class TranslationAccuracy(SetMetric):
@@ -59,7 +47,7 @@ class TranslationAccuracy(SetMetric):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.checkpoint:  # loaded here, so that a config parses before the classifier is trained
-            load_network_weights(self.classifier, self.checkpoint)
+            load_network_weights(self.classifier, self.checkpoint, CLASSIFIER_CHECKPOINT)
             self.checkpoint = None
         self.classifier.eval().requires_grad_(False)
 

@@ -38,3 +38,27 @@ def load_checkpoint_file(path: str | Path, expected: str) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise ValueError(f"{path}: a file without a state_dict; expected {expected}")
     return checkpoint
+
+
+def load_network_weights(
+    network: torch.nn.Module, path: str | Path, expected: str, prefix: str = "network.",
+    optional: tuple[str, ...] = ("num_batches_tracked",),
+) -> torch.nn.Module:  # fmt: skip
+    """Load into `network` the `prefix` weights of the checkpoint `path` (read as `load_checkpoint_file`
+    reads it) and return it. Every weight must fit, except the keys ending in one of `optional`
+    (BatchNorm's step counters, absent where BatchNorm is frozen), which may be missing on either
+    side. Errors name the file and `expected`."""
+    state = load_checkpoint_file(path, expected)["state_dict"]
+    weights = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+    if not weights:
+        raise ValueError(f"{path}: no `{prefix}` weights; expected {expected}")
+    try:
+        missing, unexpected = network.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # a shape that does not fit
+        message = f"{path}: its weights do not fit {type(network).__name__} ({error}); expected {expected}"
+        raise ValueError(message) from error
+    missing, unexpected = ([key for key in keys if not key.endswith(optional)] for keys in (missing, unexpected))
+    if missing or unexpected:
+        raise ValueError(f"{path}: its weights do not fit {type(network).__name__} (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}); expected {expected}")  # fmt: skip
+    return network

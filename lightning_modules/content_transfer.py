@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.optim import Adam
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.utils import make_grid
 
@@ -29,15 +28,15 @@ from dfgen.settings import (
     Range,
     check_settings,
 )
-from lightning_modules.iterative import IterativeModule
 from lightning_modules.networks.disentangle import CONFUSION_TARGETS, CodeCritic
 from lightning_modules.networks.mask_transfer import MaskTransferLoss, MaskTransferNetworks
+from lightning_modules.two_domain import TwoDomainModule
 
 # predict writes these images for every test pair (a, b), in this order
 PREDICTION_KINDS = ("a", "b", "transfer", "transfer_mask", "replacement", "removal", "removed", "b_mask")
 
 
-class MaskContentTransfer(IterativeModule):
+class MaskContentTransfer(TwoDomainModule):
     """Add the content of a B image (glasses, a smile) to an A image, remove it, or segment it.
 
     Args:
@@ -63,9 +62,7 @@ class MaskContentTransfer(IterativeModule):
         clip_norm: the autoencoder's gradients are clipped to this global L2 norm (5, as the
             official code); None: no clipping.
         critic_clip_norm: the critic's gradients are clipped to this global L2 norm; None (the
-            default) leaves them unclipped, as the official code does in effect: its clip is
-            given the critic's parameter generator after the optimizer has consumed it, so it
-            sees no parameters.
+            default): unclipped, the official code's behaviour (see `TwoDomainModule`).
         iterations: training iterations (150,000).
         removal_threshold: removal replaces the pixels whose mask is >= this (0.1).
         removal_full_code: removal renders the content-removed image from the full code
@@ -119,7 +116,7 @@ class MaskContentTransfer(IterativeModule):
         self.then_checkpoint = then_checkpoint
         if image_size < 2**depth or image_size % 2**depth:
             raise ValueError(f"image_size={image_size} must be a multiple of 2^depth={2**depth}")
-        self.networks = MaskTransferNetworks(depth, code_channels, separate_channels, base_channels)
+        self.autoencoder = MaskTransferNetworks(depth, code_channels, separate_channels, base_channels)
         self.code_critic = CodeCritic((code_channels - separate_channels) * (image_size // 2**depth) ** 2)
         self.loss = MaskTransferLoss(
             rec_b_weight, rec_a_weight, identity_b_weight, identity_a_weight, cycle_common_weight,
@@ -127,21 +124,13 @@ class MaskContentTransfer(IterativeModule):
         )  # fmt: skip
         self._then: MaskContentTransfer | None = None
 
-    def configure_optimizers(self) -> list[Adam]:
-        """[autoencoder (E_c, E_s, D_A, D_B), critic], in the order of their updates."""
-        hp = self.hparams
-        return [
-            Adam(self.networks.parameters(), lr=hp.lr, betas=tuple(hp.betas)),
-            Adam(self.code_critic.parameters(), lr=hp.critic_lr, betas=tuple(hp.betas)),
-        ]
-
     # ------------------------------------------------------------------ the operations (paper, section 3)
     def transfer(self, images: torch.Tensor, guides: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add each guide's content to the image: D_B(E_c(x), E_s(guide); x) and its mask [B, 1, R, R].
 
         On an A image this is guided content transfer; on a B image it replaces its content.
         """
-        nets = self.networks
+        nets = self.autoencoder
         return nets.decode_masked(nets.common_encoder(images), nets.separate_encoder(guides), images)
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
@@ -150,7 +139,7 @@ class MaskContentTransfer(IterativeModule):
 
     def content_removed(self, images: torch.Tensor) -> torch.Tensor:
         """D_A(E_c(b), 0), or D_A(E_c(b), E_s(b)) with `removal_full_code` (the released removal)."""
-        nets = self.networks
+        nets = self.autoencoder
         separate = nets.separate_encoder(images) if self.hparams.removal_full_code else None
         return nets.decode_removed(nets.common_encoder(images), separate)
 
@@ -167,7 +156,7 @@ class MaskContentTransfer(IterativeModule):
 
         Returns [steps, 3, R, R], the first guided by `guide_from` and the last by `guide_to`.
         """
-        nets = self.networks
+        nets = self.autoencoder
         ends = nets.separate_encoder(torch.cat([guide_from, guide_to]))
         weights = torch.linspace(0, 1, steps, device=image.device)[:, None, None, None]
         separate = torch.lerp(ends[:1].expand(steps, -1, -1, -1), ends[1:].expand(steps, -1, -1, -1), weights)
@@ -175,22 +164,15 @@ class MaskContentTransfer(IterativeModule):
         return nets.decode_masked(common, separate, image.expand(steps, -1, -1, -1))[0]
 
     # ------------------------------------------------------------------ training
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """The autoencoder step, then the critic step on the updated common codes, every network
-        called in the official order (BatchNorm's running statistics depend on it)."""
-        autoencoder_optimizer, critic_optimizer = self.optimizers()
-        a, b, critic = batch["a"], batch["b"], self.code_critic
-        critic.requires_grad_(False)  # the confusion term moves the encoder only
-        terms = self.loss.autoencoder(self.networks, critic, a, b)
-        critic.requires_grad_(True)
-        self._clipped_step(autoencoder_optimizer, terms.pop("loss"), self.hparams.clip_norm)
-        if self.hparams.confusion_weight > 0:
-            with torch.no_grad():
-                common_b = self.networks.common_encoder(b)
-                common_a = self.networks.common_encoder(a)
-            terms["critic"] = self.loss.critic(critic(common_b), critic(common_a))
-            self._clipped_step(critic_optimizer, terms["critic"], self.hparams.critic_clip_norm)
-        self._finish_iteration(terms)
+    def _autoencoder_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every network called in the official order (BatchNorm's running statistics depend on it)."""
+        return self.loss.autoencoder(self.autoencoder, self.code_critic, batch["a"], batch["b"])
+
+    def _critic_term(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():  # B's code first, as the official code
+            common_b = self.autoencoder.common_encoder(batch["b"])
+            common_a = self.autoencoder.common_encoder(batch["a"])
+        return self.loss.critic(self.code_critic(common_b), self.code_critic(common_a))
 
     # ------------------------------------------------------------------ evaluation
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
@@ -205,10 +187,7 @@ class MaskContentTransfer(IterativeModule):
         transfers = self.transfer(a, b.roll(1, dims=0))[0]
         removals = self.remove(b)
         self.log("val/removal_ssim", structural_similarity_index_measure(removals, b, data_range=2.0), sync_dist=True)
-        outputs = {
-            "translations": {"transfer": transfers, "removal": removals},
-            "labels": {"transfer": torch.ones_like(batch["index"]), "removal": torch.zeros_like(batch["index"])},
-        }
+        outputs = self.membership(batch, transfer=(transfers, 1), removal=(removals, 0))
         if "mask_b" in batch:
             outside = 1 - batch["mask_b"]
             change = ((removals - b).abs() * outside).sum() / (3 * outside.sum()).clamp(min=1)
@@ -222,21 +201,21 @@ class MaskContentTransfer(IterativeModule):
         """FID/KID hook of the removal table: real A images and removals from B images."""
         return batch["a"], self.remove(batch["b"]).clamp(-1, 1)
 
-    @torch.no_grad()
-    def preview_images(self, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
-        """Rows of the logged grids for the first test pairs: a, b; transfer b -> a, its mask; b's removal, its mask."""
-        batch = next(iter(self.trainer.datamodule.val_dataloader()))
-        a, b = batch["a"][:num_samples].to(self.device), batch["b"][:num_samples].to(self.device)
-        was_training = self.training
-        self.eval()
+    def _preview_rows(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """a, b; transfer b -> a, its mask; b's removal, its mask."""
         transfers, transfer_masks = self.transfer(a, b)
-        previews = {
+        return {
             "a_b": torch.cat([a, b]),
             "transfer": torch.cat([transfers, transfer_masks.expand_as(a) * 2 - 1]),
             "removal": torch.cat([self.remove(b), self.segment(b).expand_as(b) * 2 - 1]),
         }
-        self.train(was_training)
-        return {name: images.clamp(-1, 1) for name, images in previews.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written before the autoencoder had the sibling method's name call it `networks`."""
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("state_dict", {})
+        for key in [key for key in state if key.startswith("networks.")]:
+            state["autoencoder." + key.removeprefix("networks.")] = state.pop(key)
 
     # ------------------------------------------------------------------ predict
     def _second_model(self) -> MaskContentTransfer | None:
@@ -266,8 +245,7 @@ class MaskContentTransfer(IterativeModule):
         if second is not None:
             rows.append(second.transfer(transfers, b)[0])
             kinds.append("then")
-        names = [f"{index:05d}_{kind}" for index in batch["index"].tolist() for kind in kinds]
-        prediction = {"images": torch.stack(rows, dim=1).flatten(0, 1).clamp(-1, 1), "names": names}
+        prediction = self.prediction(batch, rows, kinds)
         if batch_idx == 0 and len(b) >= 2:
             strip = self.interpolate(a[:1], b[:1], b[1:2], self.hparams.interpolation_steps)
             prediction["extras"] = {"interpolation": make_grid(strip.clamp(-1, 1), nrow=len(strip), pad_value=1.0)}

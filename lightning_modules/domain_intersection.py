@@ -17,24 +17,23 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.optim import Adam
 from torchvision.utils import make_grid
 
 from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, OneOf, Range, check_settings
-from lightning_modules.iterative import IterativeModule
 from lightning_modules.networks.disentangle import (
     CONFUSION_TARGETS,
     CodeCritic,
     IntersectionAutoencoder,
     IntersectionDifferenceLoss,
 )
+from lightning_modules.two_domain import TwoDomainModule
 
 # predict writes these images for every test pair (a, b), in this order
 PREDICTION_KINDS = ("a", "b", "a_to_b", "b_to_a", "a_intersection", "b_intersection", "a_union", "b_union",
                     "a_part", "b_part")  # fmt: skip
 
 
-class DomainIntersectionDifference(IterativeModule):
+class DomainIntersectionDifference(TwoDomainModule):
     """Learn what two image domains share and what each adds, and recombine the parts.
 
     Args:
@@ -59,9 +58,7 @@ class DomainIntersectionDifference(IterativeModule):
         clip_norm: the autoencoder's gradients are clipped to this global L2 norm (5, as the
             official code); None: no clipping.
         critic_clip_norm: the critic's gradients are clipped to this global L2 norm; None (the
-            default) leaves them unclipped, as the official code does in effect: its clip is
-            given the critic's parameter generator after the optimizer has consumed it, so it
-            sees no parameters.
+            default): unclipped, the official code's behaviour (see `TwoDomainModule`).
         iterations: training iterations (the official default: 1,250,000).
         guides_per_image: evaluation translates every A test image with this many B guides
             (the test batch's B images, rolled); a classifier averages its class probabilities
@@ -113,14 +110,6 @@ class DomainIntersectionDifference(IterativeModule):
         common_features = (code_channels - 2 * separate_channels) * (image_size // 2**depth) ** 2
         self.code_critic = CodeCritic(common_features)
         self.loss = IntersectionDifferenceLoss(rec_weight, zero_weight, confusion_weight, confusion_target)
-
-    def configure_optimizers(self) -> list[Adam]:
-        """[autoencoder (E_c, E_A, E_B, G), critic], in the order of their updates."""
-        hp = self.hparams
-        return [
-            Adam(self.autoencoder.parameters(), lr=hp.lr, betas=tuple(hp.betas)),
-            Adam(self.code_critic.parameters(), lr=hp.critic_lr, betas=tuple(hp.betas)),
-        ]
 
     # ------------------------------------------------------------------ the operations (paper, section 3)
     def translate_a_to_b(self, a: torch.Tensor, guides_b: torch.Tensor) -> torch.Tensor:
@@ -181,26 +170,20 @@ class DomainIntersectionDifference(IterativeModule):
         return ae.decode(*codes)
 
     # ------------------------------------------------------------------ training
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """The autoencoder step, then the critic step on the updated common codes (official order)."""
-        autoencoder_optimizer, critic_optimizer = self.optimizers()
-        ae, critic = self.autoencoder, self.code_critic
+    def _autoencoder_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        ae = self.autoencoder
         images = {"a": batch["a"], "b": batch["b"]}
         codes = {d: ae.encode(x) for d, x in images.items()}
         reconstructions = {
             "a": ae.decode(codes["a"].common, codes["a"].a, None),
             "b": ae.decode(codes["b"].common, None, codes["b"].b),
         }
-        critic.requires_grad_(False)  # the confusion term moves the encoders only
-        terms = self.loss.autoencoder(images, reconstructions, codes, critic)
-        critic.requires_grad_(True)
-        self._clipped_step(autoencoder_optimizer, terms.pop("loss"), self.hparams.clip_norm)
-        if self.loss.confusion_weight > 0:
-            with torch.no_grad():
-                common = {d: ae.common_encoder(x) for d, x in images.items()}
-            terms["critic"] = self.loss.critic(critic(common["a"]), critic(common["b"]))
-            self._clipped_step(critic_optimizer, terms["critic"], self.hparams.critic_clip_norm)
-        self._finish_iteration(terms)
+        return self.loss.autoencoder(images, reconstructions, codes, self.code_critic)
+
+    def _critic_term(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            common = {d: self.autoencoder.common_encoder(batch[d]) for d in ("a", "b")}
+        return self.loss.critic(self.code_critic(common["a"]), self.code_critic(common["b"]))
 
     # ------------------------------------------------------------------ evaluation
     def _guided_translations(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -225,11 +208,7 @@ class DomainIntersectionDifference(IterativeModule):
         a_to_b = self._guided_translations(a, b)
         if "a_labels" in batch:
             return {"translations": a_to_b, "labels": batch["a_labels"]}
-        b_to_a = self.translate_b_to_a(b, a.roll(1, dims=0))
-        return {
-            "translations": {"a_to_b": a_to_b, "b_to_a": b_to_a},
-            "labels": {"a_to_b": torch.ones_like(batch["index"]), "b_to_a": torch.zeros_like(batch["index"])},
-        }
+        return self.membership(batch, a_to_b=(a_to_b, 1), b_to_a=(self.translate_b_to_a(b, a.roll(1, dims=0)), 0))
 
     test_step = validation_step
 
@@ -237,20 +216,13 @@ class DomainIntersectionDifference(IterativeModule):
         """FID/KID hook: real B test images and A -> B translations (guided by another test b)."""
         return batch["b"], self.translate_a_to_b(batch["a"], batch["b"].roll(1, dims=0)).clamp(-1, 1)
 
-    @torch.no_grad()
-    def preview_images(self, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
-        """Rows of the logged grid for the first test pairs: a, b, A -> B, B -> A, a's intersection, a's union."""
-        batch = next(iter(self.trainer.datamodule.val_dataloader()))
-        a, b = batch["a"][:num_samples].to(self.device), batch["b"][:num_samples].to(self.device)
-        was_training = self.training
-        self.eval()
-        previews = {
+    def _preview_rows(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """a, b; A -> B, B -> A; a's intersection, a's union."""
+        return {
             "a_b": torch.cat([a, b]),
             "translations": torch.cat([self.translate_a_to_b(a, b), self.translate_b_to_a(b, a)]),
             "intersection_union": torch.cat([self.intersection(a), self.union(a, a, b)]),
         }
-        self.train(was_training)
-        return {name: images.clamp(-1, 1) for name, images in previews.items()}
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
@@ -262,8 +234,7 @@ class DomainIntersectionDifference(IterativeModule):
             self.intersection(a), self.intersection(b), self.union(a, a, b), self.union(b, a, b),
             self.separate_part(a, "a"), self.separate_part(b, "b"),
         ]  # fmt: skip
-        names = [f"{index:05d}_{kind}" for index in batch["index"].tolist() for kind in PREDICTION_KINDS]
-        prediction = {"images": torch.stack(rows, dim=1).flatten(0, 1).clamp(-1, 1), "names": names}
+        prediction = self.prediction(batch, rows, list(PREDICTION_KINDS))
         if batch_idx == 0 and len(a) >= 2:
             steps = self.hparams.interpolation_steps
             prediction["extras"] = {

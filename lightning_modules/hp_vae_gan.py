@@ -24,6 +24,7 @@ from torch.optim import Adam
 
 from dfgen.resize import VideoShape
 from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, OneOf, check_settings
+from dfgen.tensors import draw_per_sample, psnr, seeded_generators
 from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.losses import HPVAEGANLoss
 from lightning_modules.networks.pyramid import NORMS, eval_mode, init_weights
@@ -281,8 +282,8 @@ class HPVAEGAN(ProgressiveModule):
     @staticmethod
     def _seeded_draw(seeds: list[int], device: torch.device) -> Draw:
         """Noise whose row i comes from its own generator seeded with seeds[i] (a sample depends on its seed only)."""
-        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        return lambda shape: torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generators]).to(device)
+        generators = seeded_generators(seeds)
+        return lambda shape: draw_per_sample(generators, lambda g: torch.randn((1, *shape[1:]), generator=g)).to(device)
 
     @torch.no_grad()
     def sample(
@@ -325,8 +326,7 @@ class HPVAEGAN(ProgressiveModule):
     def test_step(self, pyramid: list[torch.Tensor], batch_idx: int) -> None:
         """Reconstruction PSNR (dB, clips in [-1, 1]) of every level, from a posterior sample."""
         for level, real in enumerate(pyramid):
-            mse = torch.mean((self.reconstruct(pyramid[0], level) - real) ** 2)
-            self.log(f"test/rec_psnr_level_{level}", 10 * torch.log10(4 / mse))
+            self.log(f"test/rec_psnr_level_{level}", psnr(self.reconstruct(pyramid[0], level), real))
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Clips for a `SampleRequests` batch: {"videos": [B, 3, T, H, W], "names", "fps"}."""
@@ -369,9 +369,8 @@ class HPVAEGAN(ProgressiveModule):
             opt_critic = optimizers[self.num_scales + level - self.num_vae_levels]
             terms = self._gan_step(level, real, real_zero, opt_critic, optimizers[level])
         self._finish_iteration(self._trained_modules(level))
-        if self._should_log():
-            metrics = {f"level_{level}/{k}": v for k, v in terms.items()}
-            self._log_scalars(metrics | {f"level_{level}/noise_amp": self.noise_amps[level]}, level)
+        metrics = {f"level_{level}/{k}": v for k, v in terms.items()}
+        self._log_terms(metrics | {f"level_{level}/noise_amp": self.noise_amps[level], "scale": level})
 
     def _vae_step(self, level: int, real: torch.Tensor, real_zero: torch.Tensor, opt: Adam) -> dict:
         """One VAE update: reconstruction of the level and of the VAE output, plus KL (official `train_video.py`)."""
@@ -387,15 +386,12 @@ class HPVAEGAN(ProgressiveModule):
         fake = self._generate(level, self.shapes, draw, grad_from=grad_from)["output"]  # [1, 3, T_s, H_s, W_s]
         epsilon = torch.rand((), generator=rng, device=rng.device)
         critic_terms = self.loss.critic(self.critic, real, fake, epsilon)
-        opt_critic.zero_grad(set_to_none=True)
-        self.manual_backward(critic_terms["loss"])
-        opt_critic.step()
+        self.update(opt_critic, critic_terms["loss"])
 
-        self.critic.requires_grad_(False)
-        reconstruction = self._generate(level, self.shapes, draw, real_zero=real_zero, grad_from=grad_from)["output"]
-        generator_terms = self.loss.generator(self.critic, fake, reconstruction, real)
-        self._generator_update(generator_terms["loss"], opt)
-        self.critic.requires_grad_(True)
+        with self.frozen(self.critic):
+            reconstruction = self._generate(level, self.shapes, draw, real_zero=real_zero, grad_from=grad_from)
+            generator_terms = self.loss.generator(self.critic, fake, reconstruction["output"], real)
+            self._generator_update(generator_terms["loss"], opt)
         critic_terms = {("critic_loss" if k == "loss" else k): v for k, v in critic_terms.items()}
         return critic_terms | {("generator_loss" if k == "loss" else k): v for k, v in generator_terms.items()}
 

@@ -1,47 +1,84 @@
-"""Bookkeeping shared by the adversarial methods trained for a fixed number of iterations
-(one-shot translation, domain intersection/difference, mask-based content transfer).
+"""The base of every method that counts its own training iterations (the pyramids, one-shot
+translation, domain intersection/difference, mask-based content transfer).
 
-Every batch is one training iteration of several manual optimizer steps; an iteration counter,
-saved in the checkpoint, ends the run and lets a resumed run continue the same data stream
-(datamodules.loaders.StreamedTrainingData starts at the module's `iteration`).
+Every batch is one training iteration of several manual optimizer steps. The base keeps what a
+run needs to stop anywhere and resume exactly:
+
+- the iteration counter, which ends the run and tells a resumed run where the data stream and
+  the schedule continue (`datamodules.loaders.StreamedTrainingData` starts at `iteration`);
+- named random streams (`rng(name)`), whose states are saved with the counter under one
+  checkpoint key, `iteration_progress`;
+- stages: a run is one stage, or several (a pyramid's scales); at a stage's end the trained
+  modules are frozen and every process takes rank 0's buffers.
+
+It also holds the small pieces every training step repeats: one player's update
+(`update`), freezing the other player (`frozen`), and cheap logging under `train/`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from torch import nn
 from torch.optim import Optimizer
 
 from lightning_modules.distributed import broadcast_buffers
 
+CHECKPOINT_KEY = "iteration_progress"
+
 
 class IterativeModule(LightningModule):
-    """Base of modules with an `iterations` hyper-parameter and manual optimization.
+    """Base of modules with manual optimization and their own iteration counter.
 
-    A subclass's `training_step` ends with `_finish_iteration(terms)`; `_clipped_step` is one
-    player's update with optional gradient clipping.
+    Subclasses save a `seed` hyper-parameter (the random streams' seed) and either an
+    `iterations` hyper-parameter or their own `total_iterations`; a `training_step` ends with
+    `_finish_iteration()` and then `_log_terms(terms)`.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.iteration = 0
+        self.iteration = 0  # training iterations done
+        self.stage_finished = False  # True on the iteration that completes a stage
+        self._streams: dict[str, torch.Generator] = {}
+        self._restored_streams: dict[str, dict[str, Any]] = {}  # states from a checkpoint, not yet used
 
+    # ------------------------------------------------------------------ progress
     @property
     def total_iterations(self) -> int:
         return self.hparams.iterations
 
     @property
     def progress_description(self) -> str:
-        return f"step {self.iteration}/{self.hparams.iterations}"
+        return f"step {self.iteration}/{self.total_iterations}"
+
+    def _is_stage_end(self) -> bool:
+        """Whether the iteration just counted completes a stage (here: the run is one stage)."""
+        return self.iteration >= self.total_iterations
 
     def on_train_start(self) -> None:
-        if self.iteration >= self.hparams.iterations:
+        if self.iteration >= self.total_iterations:
             self.trainer.should_stop = True
 
-    def _clipped_step(self, optimizer: Optimizer, loss: torch.Tensor, clip_norm: float | None) -> None:
+    def _finish_iteration(self, trained: Sequence[nn.Module] = ()) -> None:
+        """Count the iteration and stop after the last. At a stage's end the `trained` modules are
+        frozen (eval mode, no gradients) and every process takes rank 0's buffers (BatchNorm
+        statistics, spectral norm's power-iteration vectors), which follow each process's data."""
+        self.iteration += 1
+        self.stage_finished = self._is_stage_end()
+        if self.stage_finished:
+            for module in trained:
+                module.eval().requires_grad_(False)
+            broadcast_buffers(self)
+        if self.iteration >= self.total_iterations:
+            self.trainer.should_stop = True
+
+    # ------------------------------------------------------------------ one player's update
+    def update(self, optimizer: Optimizer, loss: torch.Tensor, clip_norm: float | None = None) -> None:
         """zero_grad, backward, clip the optimizer's gradients to a global L2 norm of `clip_norm`
         (None: no clipping), step."""
         optimizer.zero_grad(set_to_none=True)
@@ -50,23 +87,75 @@ class IterativeModule(LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=clip_norm, gradient_clip_algorithm="norm")
         optimizer.step()
 
-    def _finish_iteration(self, terms: dict[str, torch.Tensor]) -> None:
-        """Count the iteration, stop at the last, and log `terms` as train/<name> every n iterations.
+    @staticmethod
+    @contextmanager
+    def frozen(*players: nn.Module) -> Iterator[None]:
+        """No gradients for the players' parameters inside the block (the other player's step);
+        every parameter's own setting comes back after it."""
+        parameters = [parameter for player in players for parameter in player.parameters()]
+        settings = [parameter.requires_grad for parameter in parameters]
+        for parameter in parameters:
+            parameter.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for parameter, setting in zip(parameters, settings):
+                parameter.requires_grad_(setting)
 
-        At the end every process takes rank 0's buffers (BatchNorm statistics, spectral norm's
-        power-iteration vectors), which follow each process's own data.
-        """
-        self.iteration += 1
-        if self.iteration >= self.hparams.iterations:
-            self.trainer.should_stop = True
-            broadcast_buffers(self)
-        if self.iteration % self.trainer.log_every_n_steps == 0:
-            values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one device sync
-            for logger in self.loggers:
-                logger.log_metrics({f"train/{k}": v for k, v in zip(terms, values)}, step=self.iteration)
+    # ------------------------------------------------------------------ random streams
+    def rng(self, name: str, device: torch.device | str | None = None, per_process: bool = True) -> torch.Generator:
+        """The random stream `name` on `device` (default: the module's), restored from a checkpoint
+        if it holds one. Seeded with the `seed` hyper-parameter, plus the global rank when
+        `per_process` (each process draws its own noise)."""
+        device = torch.device(device) if device is not None else self.device
+        stream = self._streams.get(name)
+        if stream is None or stream.device != device:
+            stream = torch.Generator(device=device)
+            stream.manual_seed(self.hparams.seed + (self.global_rank if per_process else 0))
+            restored = self._restored_streams.pop(name, None)
+            if restored and restored["device_type"] == device.type:
+                stream.set_state(restored["state"])
+            self._streams[name] = stream
+        return stream
 
+    # ------------------------------------------------------------------ logging
+    def _should_log(self) -> bool:
+        """Every `log_every_n_steps` iterations and at each stage's end."""
+        return self.iteration % self.trainer.log_every_n_steps == 0 or self.stage_finished
+
+    def _log_terms(self, terms: dict[str, torch.Tensor]) -> None:
+        """Send `terms` to the loggers as train/<name>, with the iteration as the step, when
+        `_should_log` (the tensors with one device sync). The loggers are called directly:
+        `self.log` costs about a millisecond per key per call, more than a whole iteration of a
+        pyramid's coarse scales."""
+        if not terms or not self._should_log():
+            return
+        tensors = {name: value for name, value in terms.items() if isinstance(value, torch.Tensor)}
+        values = torch.stack([value.detach().float() for value in tensors.values()]).tolist() if tensors else []
+        scalars = dict(zip(tensors, values)) | {name: float(v) for name, v in terms.items() if name not in tensors}
+        for logger in self.loggers:
+            logger.log_metrics({f"train/{name}": value for name, value in scalars.items()}, step=self.iteration)
+
+    # ------------------------------------------------------------------ checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["iteration_progress"] = {"iteration": self.iteration}
+        streams = dict(self._restored_streams)  # restored but not drawn from yet: carried over
+        streams |= {name: {"state": s.get_state(), "device_type": s.device.type} for name, s in self._streams.items()}
+        checkpoint[CHECKPOINT_KEY] = {"iteration": self.iteration, "rng": streams}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.iteration = checkpoint.get("iteration_progress", {}).get("iteration", 0)
+        progress = legacy_progress(checkpoint) or checkpoint.get(CHECKPOINT_KEY, {})
+        self.iteration = progress.get("iteration", 0)
+        self._streams, self._restored_streams = {}, dict(progress.get("rng", {}))
+
+
+def legacy_progress(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The progress of a checkpoint written before the streams were named: the pyramids'
+    `pyramid_progress` (one noise stream) and one-shot translation's pool stream."""
+    if "pyramid_progress" in checkpoint:
+        progress = checkpoint["pyramid_progress"]
+        return {"iteration": progress.get("iteration", 0), "rng": {"noise": progress["noise_rng"]}}
+    if "rng" in checkpoint.get("one_shot_progress", {}):
+        progress = checkpoint.get(CHECKPOINT_KEY, {})
+        pool = {"state": checkpoint["one_shot_progress"]["rng"], "device_type": "cpu"}
+        return {"iteration": progress.get("iteration", 0), "rng": {"pool": pool}}
+    return None

@@ -134,7 +134,6 @@ class OneShotTranslation(IterativeModule):
             self.critics = torch.nn.ModuleDict({"b": PatchGANCritic(channels_b, ndf)})
         self.reconstruction = F.mse_loss if rec_loss == "mse" else F.l1_loss
         self.pool = ImagePool(pool_size)
-        self._rng = torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ structure
     def setup(self, stage: str) -> None:
@@ -216,13 +215,15 @@ class OneShotTranslation(IterativeModule):
             terms = self._drawing_phase_two(batch["a"], batch["b"])
         for scheduler in self.lr_schedulers():
             scheduler.step()
-        self._finish_iteration(terms)
+        self._finish_iteration()
+        self._log_terms(terms)
+
+    def _pool_rng(self) -> torch.Generator:
+        """The image pool's draws: one CPU stream from `seed`, the same on every process."""
+        return self.rng("pool", device="cpu", per_process=False)
 
     def _step(self, optimizer_index: int, loss: torch.Tensor) -> None:
-        optimizer = self.optimizers()[optimizer_index]
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer.step()
+        self.update(self.optimizers()[optimizer_index], loss)
 
     def _critic_update(self, real: Callable[[], torch.Tensor], fake: Callable[[], torch.Tensor]) -> torch.Tensor:
         """Digits: a step on the real terms, then one on the fake terms; ResNet: one step on half their sum."""
@@ -238,10 +239,8 @@ class OneShotTranslation(IterativeModule):
 
     def _generator_terms(self, critic: str, fake: torch.Tensor) -> torch.Tensor:
         """lsgan(D(fake), 1) with the critic frozen, so only the generator collects gradients."""
-        self.critics[critic].requires_grad_(False)
-        term = lsgan(self.critics[critic](fake), 1.0)
-        self.critics[critic].requires_grad_(True)
-        return term
+        with self.frozen(self.critics[critic]):
+            return lsgan(self.critics[critic](fake), 1.0)
 
     def _phase_one(self, b: torch.Tensor) -> dict[str, torch.Tensor]:
         """B autoencoder: lsgan + w * rec(G_B(E_B(b)), b) + 0.1 mean(h^2), and its critic (both official recipes)."""
@@ -261,7 +260,7 @@ class OneShotTranslation(IterativeModule):
             terms = generator_step()
         else:  # generator first, then the critic on a pooled fake
             terms = generator_step()
-            pooled = self.pool.query(terms["fake"], self._rng)
+            pooled = self.pool.query(terms["fake"], self._pool_rng())
             critic_loss = self._critic_update(lambda: lsgan(critic(b), 1.0), lambda: lsgan(critic(pooled), 0.0))
         terms.pop("fake")
         return terms | {"critic": critic_loss}
@@ -298,7 +297,7 @@ class OneShotTranslation(IterativeModule):
             terms |= {"b_rec": self.reconstruction(b_bb, b), "kl": latent_kl(latent)}
             terms["b_adversarial"] = self._generator_terms("b", b_bb)
             self._step(2, hp.b_rec_weight * terms["b_rec"] + hp.kl_weight * terms["kl"] + terms["b_adversarial"])
-        pooled_ab, pooled_bb = self.pool.query(x_ab, self._rng), self.pool.query(b_bb, self._rng)
+        pooled_ab, pooled_bb = self.pool.query(x_ab, self._pool_rng()), self.pool.query(b_bb, self._pool_rng())
         # 0.5 [lsgan(D(b), 1) + lsgan(D(pool(x_ab)), 0)] + 0.5 [lsgan(D(b), 1) + lsgan(D(pool(b_bb)), 0)]
         terms["critic"] = self._critic_update(
             lambda: 2 * lsgan(critic(b), 1.0), lambda: lsgan(critic(pooled_ab), 0.0) + lsgan(critic(pooled_bb), 0.0)
@@ -349,14 +348,9 @@ class OneShotTranslation(IterativeModule):
     # ------------------------------------------------------------------ checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["one_shot_progress"] = {
-            "rng": self._rng.get_state(),
-            "pool": [image.cpu() for image in self.pool.images],
-        }
+        checkpoint["one_shot_progress"] = {"pool": [image.cpu() for image in self.pool.images]}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         progress = checkpoint.get("one_shot_progress", {})
-        if "rng" in progress:
-            self._rng.set_state(progress["rng"])
         self.pool.images = [image.to(self.device) for image in progress.get("pool", [])]

@@ -1,40 +1,35 @@
-"""Bookkeeping shared by the pyramid methods that train scale by scale (SinGAN, structural analogy).
+"""The scale-by-scale schedule shared by the pyramid methods (SinGAN, structural analogy,
+HP-VAE-GAN).
 
-One `fit` trains the whole pyramid: every batch is one training iteration and an
-iteration counter decides which scale trains. The counter and the state of the noise
-generator are saved in the checkpoint, so an interrupted run resumes at the same scale
-and step and ends with the same weights as an uninterrupted one.
+One `fit` trains the whole pyramid: every batch is one training iteration, and the iteration
+counter of `IterativeModule` decides which scale trains; each scale is a stage of
+`iters_per_scale` iterations. The counter and the noise stream are saved in the checkpoint, so
+an interrupted run resumes at the same scale and step and ends with the same weights as an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
 from torch import nn
 
 from dfgen.resize import Shape, rescale
-from lightning_modules.distributed import broadcast_buffers
+from lightning_modules.iterative import IterativeModule
 
 
-class ProgressiveModule(LightningModule):
+class ProgressiveModule(IterativeModule):
     """Base of the scale-by-scale modules.
 
     Subclasses save `iters_per_scale`, `seed` and `pyramid_shapes` as hyper-parameters,
     define `_build(shapes)` to create their per-scale networks (storing `self.shapes`), and
-    call `_finish_iteration` at the end of each `training_step`.
+    call `_finish_iteration(trained)` at the end of each `training_step`.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.automatic_optimization = False
         self.shapes: list[Shape] = []  # (height, width) of every scale, coarse to fine
-        self.iteration = 0  # training iterations done over the whole pyramid
-        self.stage_finished = False  # True on the iteration that completes a scale
-        self._noise_rng: torch.Generator | None = None
-        self._restored_rng: dict[str, Any] | None = None  # generator state from a checkpoint
 
     def configure_model(self) -> None:
         """Build the networks for the DataModule's `pyramid_shapes`, or check that they match them.
@@ -53,7 +48,7 @@ class ProgressiveModule(LightningModule):
         elif shapes is not None and trainer.state.fn == "fit" and shapes != self.shapes:
             raise ValueError(f"the model's pyramid {self.shapes} does not match the data's pyramid {shapes}")
 
-    # ------------------------------------------------------------------ progress
+    # ------------------------------------------------------------------ the schedule
     @property
     def num_scales(self) -> int:
         return len(self.shapes)
@@ -76,20 +71,8 @@ class ProgressiveModule(LightningModule):
         step = self.iteration - self.current_scale * self.hparams.iters_per_scale
         return f"scale {self.current_scale + 1}/{self.num_scales} step {step}/{self.hparams.iters_per_scale}"
 
-    def on_train_start(self) -> None:
-        if self.iteration >= self.total_iterations:
-            self.trainer.should_stop = True
-
-    def _finish_iteration(self, trained: Sequence[nn.Module]) -> None:
-        """Count the iteration; at the end of a scale freeze `trained` and share rank 0's buffers."""
-        self.iteration += 1
-        self.stage_finished = self.iteration % self.hparams.iters_per_scale == 0
-        if self.stage_finished:
-            for module in trained:
-                module.eval().requires_grad_(False)
-            broadcast_buffers(self)  # e.g. BatchNorm statistics, before the scale is frozen
-        if self.iteration >= self.total_iterations:
-            self.trainer.should_stop = True
+    def _is_stage_end(self) -> bool:
+        return self.iteration % self.hparams.iters_per_scale == 0
 
     @staticmethod
     def _set_trainable(scale: int, stacks: Sequence[nn.ModuleList]) -> None:
@@ -102,47 +85,22 @@ class ProgressiveModule(LightningModule):
                 module.train(s == scale)
                 module.requires_grad_(s == scale)
 
-    # ------------------------------------------------------------------ noise
+    def _scale_optimizers(self, scale: int) -> list:
+        """The optimizers of `scale`, from `configure_optimizers`' list of the same number per scale,
+        coarse to fine (SinGAN and structural analogy: critic, then generator)."""
+        optimizers = self.optimizers()
+        per_scale = len(optimizers) // self.num_scales
+        return optimizers[per_scale * scale : per_scale * (scale + 1)]
+
+    def _scale_schedulers(self, scale: int) -> list:
+        """The LR schedulers of `scale`, listed as `_scale_optimizers` lists the optimizers."""
+        schedulers = self.lr_schedulers()
+        per_scale = len(schedulers) // self.num_scales
+        return schedulers[per_scale * scale : per_scale * (scale + 1)]
+
     def noise_rng(self) -> torch.Generator:
-        """The training-noise generator, on the module's device, restored from a checkpoint if any.
-
-        Rank r of a multi-process run is seeded with `seed + r`.
-        """
-        if self._noise_rng is None or self._noise_rng.device != self.device:
-            self._noise_rng = torch.Generator(device=self.device)
-            self._noise_rng.manual_seed(self.hparams.seed + self.global_rank)
-            restored, self._restored_rng = self._restored_rng, None
-            if restored and restored["device_type"] == self.device.type:
-                self._noise_rng.set_state(restored["state"])
-        return self._noise_rng
-
-    # ------------------------------------------------------------------ logging
-    def _should_log(self) -> bool:
-        """Every `log_every_n_steps` iterations and at each scale's end."""
-        return self.iteration % self.trainer.log_every_n_steps == 0 or self.stage_finished
-
-    def _log_scalars(self, metrics: dict[str, torch.Tensor], scale: int) -> None:
-        """Send `metrics` to the loggers, with the pyramid iteration as the step.
-
-        The loggers are called directly: `self.log` costs about a millisecond per key per
-        call, which is more than a whole iteration of the coarse scales.
-        """
-        values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()  # one device sync
-        for logger in self.loggers:
-            logger.log_metrics(dict(zip(metrics, values)) | {"scale": scale}, step=self.iteration)
-
-    # ------------------------------------------------------------------ checkpoint
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = self.noise_rng()
-        checkpoint["pyramid_progress"] = {
-            "iteration": self.iteration,
-            "noise_rng": {"state": rng.get_state(), "device_type": rng.device.type},
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        progress = checkpoint.get("pyramid_progress", {})
-        self.iteration = progress.get("iteration", 0)
-        self._noise_rng, self._restored_rng = None, progress.get("noise_rng")
+        """The training-noise stream, on the module's device; rank r draws from seed + r."""
+        return self.rng("noise")
 
 
 class ImagePyramidModule(ProgressiveModule):

@@ -12,7 +12,6 @@ discriminator, pAdaIN moving source statistics to target ones) and self-distilla
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim import SGD, Adam, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from dfgen.checkpoint_files import load_checkpoint_file
+from dfgen.checkpoint_files import load_network_weights
 from dfgen.cityscapes import IGNORE_LABEL, NUM_CLASSES
 from dfgen.settings import (
     AT_LEAST_1,
@@ -39,6 +38,8 @@ from lightning_modules.networks.padain import MODES, PermutedAdaINCheckpointing,
 
 ADAPTATIONS = ("none", "fada")
 
+
+INIT_CHECKPOINT = "the last.ckpt of an earlier SemanticSegmenter run"
 
 class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
     """DeepLab-v2 + pAdaIN for domain-generalising semantic segmentation.
@@ -135,7 +136,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.init_checkpoint:  # a resumed run then overwrites these weights
-            load_network_weights(self.network, self.hparams.init_checkpoint)
+            load_network_weights(self.network, self.hparams.init_checkpoint, INIT_CHECKPOINT)
 
     @property
     def iteration(self) -> int:
@@ -255,21 +256,6 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         train_ids = [upsample(score[None], tuple(size.tolist())).argmax(dim=1)[0] for score, size in
                      zip(logits, batch["sizes"])]  # fmt: skip
         return {"train_ids": train_ids, "names": batch["names"]}
-
-
-def load_network_weights(network: torch.nn.Module, path: str | Path) -> None:
-    """The `network.` weights of a SemanticSegmenter checkpoint. BatchNorm's step counters may be
-    absent on either side, since either stage may freeze its BatchNorm."""
-    state = load_checkpoint_file(path, "the last.ckpt of an earlier SemanticSegmenter run")["state_dict"]
-    weights = {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
-    missing, unexpected = network.load_state_dict(weights, strict=False)
-    missing, unexpected = (
-        [key for key in keys if not key.endswith("num_batches_tracked")] for keys in (missing, unexpected)
-    )
-    if missing or unexpected or not weights:
-        raise ValueError(
-            f"{path}: not a checkpoint of this network (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
 
 
 def soft_labels(scores: torch.Tensor, maximum: float) -> torch.Tensor:

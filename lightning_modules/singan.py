@@ -29,6 +29,7 @@ from dfgen.settings import (
     Range,
     check_settings,
 )
+from dfgen.tensors import draw_per_sample, psnr, seeded_generators
 from lightning_modules.networks.losses import SinGANLoss
 from lightning_modules.networks.pyramid import (
     PatchCritic,
@@ -185,14 +186,14 @@ class SinGAN(ImagePyramidModule):
         if inject is not None and (list(shapes) != self.shapes or tuple(inject.shape[-2:]) != self.shapes[-1]):
             raise ValueError(f"an injected image is generated at the training size {self.shapes[-1]}")
         last_scale = self.num_scales - 1 if last_scale is None else last_scale
-        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        generators = seeded_generators(seeds)
         first_scale = inject_scale if inject is not None else 0
         inputs = []
         for s in range(first_scale, last_scale + 1):
             if s < gen_start_scale:
                 inputs.append(self._rec_input(s, len(seeds), shapes[s]))
             else:
-                noise = torch.cat([scale_noise(s, 1, shapes[s], g) for g in generators]).to(self.device)
+                noise = draw_per_sample(generators, scale_noise, s, 1, shapes[s]).to(self.device)
                 inputs.append(self.noise_amps[s] * noise)
         prev = self._injected_input(inject.to(self.device), inject_scale) if inject is not None else None
         with eval_mode(self.generators):
@@ -225,8 +226,7 @@ class SinGAN(ImagePyramidModule):
     def test_step(self, pyramid: list[torch.Tensor], batch_idx: int) -> None:
         """Reconstruction PSNR (dB, images in [-1, 1]) of every scale's real image."""
         for scale, real in enumerate(pyramid):
-            mse = torch.mean((self.reconstruct(scale) - real) ** 2)
-            self.log(f"test/rec_psnr_scale_{scale}", 10 * torch.log10(4 / mse))
+            self.log(f"test/rec_psnr_scale_{scale}", psnr(self.reconstruct(scale), real))
 
     # ------------------------------------------------------------------ training
     def _begin_scale(self, scale: int, real: torch.Tensor) -> None:
@@ -248,8 +248,7 @@ class SinGAN(ImagePyramidModule):
         if step == 0:
             self._begin_scale(scale, real)
         generator, critic = self.generators[scale], self.critics[scale]
-        optimizers, schedulers = self.optimizers(), self.lr_schedulers()
-        opt_critic, opt_generator = optimizers[2 * scale], optimizers[2 * scale + 1]
+        opt_critic, opt_generator = self._scale_optimizers(scale)
         rng = self.noise_rng()
 
         if self.hparams.resample_rec_noise and scale == 0:
@@ -262,33 +261,27 @@ class SinGAN(ImagePyramidModule):
                 fake = generator(noise, prev)
             epsilon = torch.rand((), generator=rng, device=rng.device)
             critic_terms = self.loss.critic(critic, real, fake, epsilon)
-            opt_critic.zero_grad(set_to_none=True)
-            self.manual_backward(critic_terms["loss"])
-            opt_critic.step()
+            self.update(opt_critic, critic_terms["loss"])
 
         rec_input, rec_prev = self._rec_input(scale, 1, self.shapes[scale]), self._rec_prev(scale)
-        critic.requires_grad_(False)
-        for _ in range(self.hparams.generator_steps):  # minimise -D(G(z, prev)) + alpha * rec
-            fake = generator(noise, prev)
-            reconstruction = generator(rec_input, rec_prev)
-            generator_terms = self.loss.generator(critic, fake, reconstruction, real)
-            opt_generator.zero_grad(set_to_none=True)
-            self.manual_backward(generator_terms["loss"])
-            opt_generator.step()
-        critic.requires_grad_(True)
+        with self.frozen(critic):
+            for _ in range(self.hparams.generator_steps):  # minimise -D(G(z, prev)) + alpha * rec
+                fake = generator(noise, prev)
+                reconstruction = generator(rec_input, rec_prev)
+                generator_terms = self.loss.generator(critic, fake, reconstruction, real)
+                self.update(opt_generator, generator_terms["loss"])
 
-        schedulers[2 * scale].step()
-        schedulers[2 * scale + 1].step()
+        for scheduler in self._scale_schedulers(scale):
+            scheduler.step()
         self._finish_iteration([generator])
-        if self._should_log():
-            self._log_terms(scale, critic_terms, generator_terms)
+        self._log_terms(self._scale_terms(scale, critic_terms, generator_terms))
 
-    def _log_terms(self, scale: int, critic_terms: dict, generator_terms: dict) -> None:
+    def _scale_terms(self, scale: int, critic_terms: dict, generator_terms: dict) -> dict:
+        """The scale's losses and noise amplitude, named scale_<s>/<term>."""
         critic_terms = {("critic_loss" if k == "loss" else k): v for k, v in critic_terms.items()}
         generator_terms = {("generator_loss" if k == "loss" else k): v for k, v in generator_terms.items()}
         metrics = {f"scale_{scale}/{k}": v for k, v in (critic_terms | generator_terms).items()}
-        metrics[f"scale_{scale}/noise_amp"] = self.noise_amps[scale]
-        self._log_scalars(metrics, scale)
+        return metrics | {f"scale_{scale}/noise_amp": self.noise_amps[scale], "scale": scale}
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from torch.optim import Adam
 
 from dfgen.resize import Shape, resize
 from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, Range, check_settings
+from dfgen.tensors import draw_per_sample, psnr, seeded_generators
 from lightning_modules.distributed import broadcast_buffers
 from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import PatchCritic, ScaleGenerator, rgb_noise, run_pyramid, scale_width
@@ -181,10 +182,10 @@ class StructuralAnalogy(ImagePyramidModule):
         from there with their noise.
         """
         last_scale = self.num_scales - 1 if last_scale is None else last_scale
-        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        generators = seeded_generators(seeds)
         stack = self.generators[domain]
         inputs = [
-            self.noise_amp(domain, s) * torch.cat([rgb_noise(1, self.shapes[s], g) for g in generators]).to(self.device)
+            self.noise_amp(domain, s) * draw_per_sample(generators, rgb_noise, 1, self.shapes[s]).to(self.device)
             for s in range(last_scale + 1)
         ]
         if inject is None:
@@ -229,7 +230,7 @@ class StructuralAnalogy(ImagePyramidModule):
         for domain in DOMAINS:
             real = pyramids[domain][-1]
             round_trip = self.translate(self.translate(real, OTHER[domain]), domain).clamp(-1, 1)
-            self.log(f"test/cycle_psnr_{domain}", 10 * torch.log10(4 / torch.mean((round_trip - real) ** 2)))
+            self.log(f"test/cycle_psnr_{domain}", psnr(round_trip, real))
 
     # ------------------------------------------------------------------ training
     def _begin_scale(self, scale: int, reals: dict[str, torch.Tensor], rng: torch.Generator) -> None:
@@ -268,7 +269,7 @@ class StructuralAnalogy(ImagePyramidModule):
         self._set_trainable(scale, [*self.generators.values(), *self.critics.values()])  # before sigma_s, as SinGAN
         if step == 0:
             self._begin_scale(scale, reals, rng)
-        opt_critic, opt_generator = self.optimizers()[2 * scale : 2 * scale + 2]
+        opt_critic, opt_generator = self._scale_optimizers(scale)
         critics = {domain: self.critics[domain][scale] for domain in DOMAINS}
 
         outputs = self._scale_outputs(scale, rng)
@@ -276,30 +277,23 @@ class StructuralAnalogy(ImagePyramidModule):
         for domain, critic in critics.items():  # one critic step, then one generator step
             epsilons = {name: torch.rand((), generator=rng, device=rng.device) for name in ("fake", "translation")}
             critic_terms[domain] = self.loss.critic(critic, reals[domain], outputs[domain], epsilons)
-        opt_critic.zero_grad(set_to_none=True)
-        self.manual_backward(critic_terms["a"]["loss"] + critic_terms["b"]["loss"])
-        opt_critic.step()
+        self.update(opt_critic, critic_terms["a"]["loss"] + critic_terms["b"]["loss"])
 
-        for critic in critics.values():
-            critic.requires_grad_(False)
-        generator_terms = self.loss.generator(critics, reals, outputs)
-        opt_generator.zero_grad(set_to_none=True)
-        self.manual_backward(generator_terms["loss"])
-        opt_generator.step()
-        for critic in critics.values():
-            critic.requires_grad_(True)
+        with self.frozen(*critics.values()):
+            generator_terms = self.loss.generator(critics, reals, outputs)
+            self.update(opt_generator, generator_terms["loss"])
 
         self._finish_iteration([self.generators[domain][scale] for domain in DOMAINS])
-        if self._should_log():
-            self._log_terms(scale, critic_terms, generator_terms)
+        self._log_terms(self._scale_terms(scale, critic_terms, generator_terms))
 
-    def _log_terms(self, scale: int, critic_terms: dict[str, dict], generator_terms: dict) -> None:
+    def _scale_terms(self, scale: int, critic_terms: dict[str, dict], generator_terms: dict) -> dict:
+        """The scale's losses and noise amplitudes, named scale_<s>/<domain>_<term>."""
         metrics = {}
         for domain, terms in critic_terms.items():
             metrics |= {f"{domain}_{'critic_loss' if k == 'loss' else k}": v for k, v in terms.items()}
             metrics[f"{domain}_noise_amp"] = self.noise_amp(domain, scale)
         metrics |= {("generator_loss" if k == "loss" else k): v for k, v in generator_terms.items()}
-        self._log_scalars({f"scale_{scale}/{k}": v for k, v in metrics.items()}, scale)
+        return {f"scale_{scale}/{k}": v for k, v in metrics.items()} | {"scale": scale}
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:

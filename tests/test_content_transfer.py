@@ -127,7 +127,7 @@ def test_batchnorm_statistics_and_weights_after_one_iteration_are_the_official_c
     re-encodes B before A for the critic. BatchNorm's running statistics follow the batches they
     see, in order; a direct computation in that order gives the same statistics and weights."""
     model = MaskContentTransfer(**SMALL)
-    nets, critic = copy.deepcopy(model.networks), copy.deepcopy(model.code_critic)
+    nets, critic = copy.deepcopy(model.autoencoder), copy.deepcopy(model.code_critic)
     generator = torch.Generator().manual_seed(0)  # the batches of train_one_iteration
     a, b = (torch.randn(4, 3, 32, 32, generator=generator) for _ in "ab")
     train_one_iteration(model)
@@ -156,7 +156,7 @@ def test_batchnorm_statistics_and_weights_after_one_iteration_are_the_official_c
     common_b, common_a = nets.common_encoder(b).detach(), nets.common_encoder(a).detach()
     (bce(critic(common_b), 1) + bce(critic(common_a), 0)).backward()
     critic_optimizer.step()
-    official = {f"networks.{k}": v for k, v in nets.state_dict().items()}
+    official = {f"autoencoder.{k}": v for k, v in nets.state_dict().items()}
     official |= {f"code_critic.{k}": v for k, v in critic.state_dict().items()}
     ours = model.state_dict()
     assert any("running_mean" in name for name in official)
@@ -167,8 +167,8 @@ def test_batchnorm_statistics_and_weights_after_one_iteration_are_the_official_c
 # ---------------------------------------------------------------------- one iteration outside a Trainer
 def test_an_iteration_moves_every_network_and_the_critic_in_its_own_step():
     before, after = train_one_iteration(MaskContentTransfer(**SMALL, cycle_common_weight=1.0))
-    for prefix in ("networks.common_encoder", "networks.separate_encoder", "networks.removed_decoder",
-                   "networks.masked_decoder", "code_critic"):  # fmt: skip
+    for prefix in ("autoencoder.common_encoder", "autoencoder.separate_encoder", "autoencoder.removed_decoder",
+                   "autoencoder.masked_decoder", "code_critic"):  # fmt: skip
         assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith(prefix)), prefix
 
 

@@ -124,13 +124,13 @@ def test_the_autoencoder_is_clipped_and_the_critic_only_when_asked(method, criti
     its clip of the critic's is given a consumed parameter generator and clips nothing, which is
     the default here."""
     model = method(**SMALL, critic_clip_norm=critic_clip_norm)
-    clip_norms, step = [], model._clipped_step
+    clip_norms, step = [], model.update
 
     def recorded_step(optimizer, loss, clip_norm):
         clip_norms.append(clip_norm)
         step(optimizer, loss, clip_norm)
 
-    model._clipped_step = recorded_step
+    model.update = recorded_step
     train_one_iteration(model)
     assert clip_norms == [5.0, critic_clip_norm]  # [autoencoder, critic]
 

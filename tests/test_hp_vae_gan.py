@@ -191,7 +191,7 @@ def model_step_gradients(model: HPVAEGAN, level: int, pyramid: list[torch.Tensor
     model._set_level_modes(level)
     if model.critic is not None:
         model.critic.eval()  # no spectral-norm power iteration: the critic stays the same for both computations
-    model._noise_rng = None  # draws from the start of the training noise
+    model._streams.pop("noise", None)  # draws from the start of the training noise
     opt = RecordingOptimizer(model.stage(level).parameters())
     if level < model.num_vae_levels:
         model._vae_step(level, pyramid[level], pyramid[0], opt)
@@ -206,7 +206,7 @@ def gradients_by_hand(model: HPVAEGAN, level: int, pyramid: list[torch.Tensor]) 
     generator = model._generator_modules()
     for module in generator:
         module.requires_grad_(True)
-    model._noise_rng = None
+    model._streams.pop("noise", None)
     draw = model._training_draw()
     if level < model.num_vae_levels:  # the same draws in the same order as the model's step
         outputs = model._generate(level, model.shapes, draw, real_zero=pyramid[0])
@@ -420,9 +420,10 @@ def test_fit_trains_every_level_and_logs_losses_clips_and_diversity(trained):
         (5, 12, 16),
     ]
     logged = logged_columns(root)
-    assert {"level_0/kl", "level_1/vae_reconstruction", "level_1/reconstruction", "train/diversity"} <= logged
+    vae_terms = {"train/level_0/kl", "train/level_1/vae_reconstruction", "train/level_1/reconstruction"}
+    assert vae_terms | {"train/diversity"} <= logged
     for term in ("critic_real", "critic_fake", "gradient_penalty", "adversarial", "reconstruction", "noise_amp"):
-        assert {f"level_2/{term}", f"level_4/{term}"} <= logged
+        assert {f"train/level_2/{term}", f"train/level_4/{term}"} <= logged
     gifs = sorted(root.glob("csv/version_*/media/samples_samples_*.gif"))
     assert len(gifs) == 5  # one per level
     assert Image.open(gifs[-1]).n_frames == 5

@@ -20,7 +20,7 @@ from torchvision.datasets.folder import default_loader
 
 import datamodules
 import lightning_modules
-from callbacks.translation import load_network_weights as load_classifier_weights
+from callbacks.translation import CLASSIFIER_CHECKPOINT
 from datamodules.celeba import CelebAAttributeDomains, CelebADomainLabels, celeba_domain_files
 from datamodules.cifar import read_cifar
 from datamodules.digits import DigitDomains
@@ -30,12 +30,13 @@ from datamodules.single_video import SingleVideoDataModule
 from datamodules.synthetic import moving_square_clip, pattern_image, write_clip, write_image, write_synthetic_celeba
 from datamodules.unpaired_folders import UnpairedFoldersDataModule
 from dfgen import images
+from dfgen.checkpoint_files import load_network_weights
 from dfgen.images import check_images_complete, load_image, load_rgb8
 from dfgen.resize import resize
 from dfgen.settings import AT_LEAST_1, BETAS, Each, Either, OneOf, Range
 from dfgen.video_files import load_clip
 from lightning_modules import ImageClassifier, MaskContentTransfer, OneShotTranslation, SemanticSegmenter
-from lightning_modules.segmenter import load_network_weights as load_segmenter_weights
+from lightning_modules.segmenter import INIT_CHECKPOINT
 from tests.helpers import REPO, run_cli
 
 SINGAN_SMOKE = str(REPO / "configs/singan/smoke.yaml")
@@ -175,14 +176,14 @@ def test_phase_one_checkpoint_is_loaded_without_running_code(crafted_checkpoint)
 def test_classifier_checkpoint_is_loaded_without_running_code(crafted_checkpoint):
     path, marker = crafted_checkpoint
     with pytest.raises(ValueError, match=rf"^{path}: refused: .*; expected a checkpoint of .*ImageClassifier"):
-        load_classifier_weights(torch.nn.Linear(1, 1), path)
+        load_network_weights(torch.nn.Linear(1, 1), path, CLASSIFIER_CHECKPOINT)
     assert not marker.exists()
 
 
 def test_segmenter_init_checkpoint_is_loaded_without_running_code(crafted_checkpoint):
     path, marker = crafted_checkpoint
     with pytest.raises(ValueError, match=rf"^{path}: refused: "):
-        load_segmenter_weights(torch.nn.Linear(1, 1), path)
+        load_network_weights(torch.nn.Linear(1, 1), path, INIT_CHECKPOINT)
     assert not marker.exists()
 
 
@@ -207,19 +208,19 @@ def test_a_real_classifier_checkpoint_loads_with_weights_only(tmp_path):
     trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=4))
     trainer.save_checkpoint(tmp_path / "classifier.ckpt")
     fresh = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
-    load_classifier_weights(fresh, tmp_path / "classifier.ckpt")
+    load_network_weights(fresh, tmp_path / "classifier.ckpt", CLASSIFIER_CHECKPOINT)
     assert torch.equal(fresh[1].weight, network[1].weight)
 
 
 def test_checkpoint_loader_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'none.ckpt'}: no checkpoint there; expected "):
-        load_classifier_weights(torch.nn.Linear(1, 1), tmp_path / "none.ckpt")
+        load_network_weights(torch.nn.Linear(1, 1), tmp_path / "none.ckpt", CLASSIFIER_CHECKPOINT)
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
     with pytest.raises(ValueError, match=rf"^{tmp_path / 'text.ckpt'}: "):
-        load_classifier_weights(torch.nn.Linear(1, 1), tmp_path / "text.ckpt")
+        load_network_weights(torch.nn.Linear(1, 1), tmp_path / "text.ckpt", CLASSIFIER_CHECKPOINT)
     torch.save({"weights": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(ValueError, match=rf"^{tmp_path / 'plain.pt'}: a file without a state_dict"):
-        load_classifier_weights(torch.nn.Linear(1, 1), tmp_path / "plain.pt")
+        load_network_weights(torch.nn.Linear(1, 1), tmp_path / "plain.pt", CLASSIFIER_CHECKPOINT)
 
 
 def write_cifar_batch(directory: Path, content: bytes, name: str = "test_batch") -> Path:

@@ -42,11 +42,11 @@ def trained(tmp_path_factory):
 def test_fit_writes_checkpoint_logs_and_sample_grids(trained):
     root, last = trained
     checkpoint = torch.load(last, weights_only=True)
-    assert checkpoint["pyramid_progress"]["iteration"] == 50  # 5 scales x 10 iterations
+    assert checkpoint["iteration_progress"]["iteration"] == 50  # 5 scales x 10 iterations
     assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [(12, 14), (15, 17), (19, 21), (23, 26), (28, 32)]
     logged = logged_columns(root)
     for term in ("critic_real", "critic_fake", "gradient_penalty", "reconstruction", "adversarial", "noise_amp"):
-        assert {f"scale_0/{term}", f"scale_4/{term}"} <= logged
+        assert {f"train/scale_0/{term}", f"train/scale_4/{term}"} <= logged
     media = sorted(p.name for p in root.glob("csv/version_*/media/*.png"))
     assert len(media) == 10  # samples and reconstruction at the end of each of 5 scales
     assert list(root.glob("tensorboard/version_*/events.*"))
@@ -197,22 +197,22 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
 
     uninterrupted = fit(tmp_path / "a", "--config", str(path))
     middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=78.ckpt"  # scale 2, step 3
-    assert torch.load(middle, weights_only=True)["pyramid_progress"]["iteration"] == 13
+    assert torch.load(middle, weights_only=True)["iteration_progress"]["iteration"] == 13
     run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={tmp_path / 'b'}", f"--ckpt_path={middle}")
     resumed = tmp_path / "b" / "checkpoints" / "last.ckpt"
 
     expected = torch.load(uninterrupted, weights_only=True)
     actual = torch.load(resumed, weights_only=True)
-    assert actual["pyramid_progress"]["iteration"] == 50
+    assert actual["iteration_progress"]["iteration"] == 50
     for key, value in expected["state_dict"].items():
         assert torch.equal(actual["state_dict"][key], value), key
 
 
 def test_resume_from_last_continues_at_the_same_scale(tmp_path):
     fit(tmp_path, "--trainer.max_steps=60")  # stops after 10 iterations, at the start of scale 2
-    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["pyramid_progress"]["iteration"] == 10
+    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["iteration_progress"]["iteration"] == 10
     fit(tmp_path, "--ckpt_path=last")
-    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["pyramid_progress"]["iteration"] == 50
+    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["iteration_progress"]["iteration"] == 50
 
 
 def test_entry_points_share_one_cli(tmp_path):

@@ -120,14 +120,14 @@ def trained(tmp_path_factory):
 def test_fit_writes_checkpoint_logs_and_sample_grids(trained):
     root, last = trained
     checkpoint = torch.load(last, weights_only=True)
-    assert checkpoint["pyramid_progress"]["iteration"] == 40  # 5 scales x 8 iterations
+    assert checkpoint["iteration_progress"]["iteration"] == 40  # 5 scales x 8 iterations
     assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [(14, 14), (18, 18), (22, 22), (27, 27), (32, 32)]
     logged = logged_columns(root)
     for domain in "ab":
         for term in ("critic_real", "critic_fake", "critic_translation", "gradient_penalty", "noise_amp"):
-            assert {f"scale_0/{domain}_{term}", f"scale_4/{domain}_{term}"} <= logged
+            assert {f"train/scale_0/{domain}_{term}", f"train/scale_4/{domain}_{term}"} <= logged
         for term in ("adversarial", "reconstruction", "cycle"):
-            assert f"scale_4/{domain}_{term}" in logged
+            assert f"train/scale_4/{domain}_{term}" in logged
     media = sorted(p.name for p in root.glob("csv/version_*/media/*.png"))
     assert len(media) == 4 * 5  # samples of A and B and both translations at the end of each scale
     amps = checkpoint["state_dict"]["noise_amps"]
@@ -239,7 +239,7 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
 
     uninterrupted = fit(tmp_path / "a", "--config", str(path))
     middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=38.ckpt"  # scale 2, step 3
-    assert torch.load(middle, weights_only=True)["pyramid_progress"]["iteration"] == 19
+    assert torch.load(middle, weights_only=True)["iteration_progress"]["iteration"] == 19
     run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={tmp_path / 'b'}", f"--ckpt_path={middle}")
     expected = torch.load(uninterrupted, weights_only=True)["state_dict"]
     actual = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
