@@ -14,7 +14,7 @@ A = "Smiling & ~Eyeglasses" and B = "~Smiling & Eyeglasses".
 Optional object masks (the DataModules' mask_dir), for evaluating a method's masks as
 segmentations: one folder of PNGs named like the images, e.g. <mask_dir>/000001.png for
 img_align_celeba/000001.jpg, each of its image's size, 0 on the background and 255 on the object
-(datamodules.synthetic.write_synthetic_celeba writes masks/Eyeglasses/, masks/Mustache/ and
+(synthetic.write_synthetic_celeba writes masks/Eyeglasses/, masks/Mustache/ and
 masks/Smiling/ in this form).
 """
 

@@ -20,7 +20,7 @@ from datamodules.celeba import (
     parse_attribute_expression,
     read_celeba,
 )
-from datamodules.synthetic import pattern_image, write_image, write_synthetic_celeba
+from synthetic import pattern_image, write_image, write_synthetic_celeba
 
 COLUMN = {name: index for index, name in enumerate(CELEBA_ATTRIBUTES)}
 SMALL = {"size": 32, "batch_size": 4, "num_test": 8, "eval_batch_size": 8}  # fast CelebAAttributeDomains

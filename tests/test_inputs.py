@@ -27,7 +27,6 @@ from datamodules.digits import DigitDomains
 from datamodules.image_folders import ImageFolderDataModule
 from datamodules.single_image import SingleImageDataModule, build_pyramid, pyramid_shapes
 from datamodules.single_video import SingleVideoDataModule
-from datamodules.synthetic import moving_square_clip, pattern_image, write_clip, write_image, write_synthetic_celeba
 from datamodules.unpaired_folders import UnpairedFoldersDataModule
 from dfgen import images
 from dfgen.images import check_images_complete, load_image, load_rgb8
@@ -36,6 +35,7 @@ from dfgen.settings import AT_LEAST_1, BETAS, Each, Either, OneOf, Range
 from dfgen.video_files import load_clip
 from lightning_modules import ImageClassifier, MaskContentTransfer, OneShotTranslation, SemanticSegmenter
 from lightning_modules.segmenter import load_network_weights as load_segmenter_weights
+from synthetic import moving_square_clip, pattern_image, write_clip, write_image, write_synthetic_celeba
 from tests.helpers import REPO, run_cli
 
 SINGAN_SMOKE = str(REPO / "configs/singan/smoke.yaml")
