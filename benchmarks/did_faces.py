@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from datamodules.celeba import CelebAAttributeDomains
+from datamodules.celeba_domains import CelebAAttributeDomains
 from lightning_modules.cli import build_cli
 from lightning_modules.domain_intersection import DomainIntersectionDifference
 from synthetic import read_face_factors, write_synthetic_celeba

@@ -24,7 +24,7 @@ import pytest
 from lightning.pytorch import Trainer, seed_everything
 
 from benchmarks.mbu_faces import content_scores
-from datamodules.celeba import CelebAAttributeDomains
+from datamodules.celeba_domains import CelebAAttributeDomains
 from lightning_modules.content_transfer import MaskContentTransfer
 from synthetic import write_synthetic_celeba
 from tests.helpers import assert_mutant_outcome

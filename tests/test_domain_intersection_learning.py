@@ -21,7 +21,7 @@ import pytest
 from lightning.pytorch import Trainer, seed_everything
 
 from benchmarks.did_faces import operation_scores
-from datamodules.celeba import CelebAAttributeDomains
+from datamodules.celeba_domains import CelebAAttributeDomains
 from lightning_modules.domain_intersection import DomainIntersectionDifference
 from synthetic import write_synthetic_celeba
 from tests.helpers import assert_mutant_outcome

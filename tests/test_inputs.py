@@ -21,9 +21,10 @@ from torchvision.datasets.folder import default_loader
 import datamodules
 import lightning_modules
 from callbacks.translation import load_network_weights as load_classifier_weights
-from datamodules.celeba import CelebAAttributeDomains, CelebADomainLabels, celeba_domain_files
+from datamodules.celeba_domains import CelebAAttributeDomains, celeba_domain_files
 from datamodules.cifar import read_cifar
 from datamodules.digits import DigitDomains
+from datamodules.domain_labels import CelebADomainLabels
 from datamodules.image_folders import ImageFolderDataModule
 from datamodules.single_image import SingleImageDataModule, build_pyramid, pyramid_shapes
 from datamodules.single_video import SingleVideoDataModule
