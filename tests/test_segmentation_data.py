@@ -10,19 +10,16 @@ import torch
 from PIL import Image
 
 from datamodules import GTAVCityscapesDataModule
-from datamodules.segmentation import (
+from datamodules.paired_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    cityscapes_pairs,
     colour_jitter,
-    gtav_pairs,
-    load_pair,
     normalize_image,
     random_flip,
     random_scale_crop,
-    read_label,
     resize,
 )
+from datamodules.segmentation_files import cityscapes_pairs, gtav_pairs, load_pair, read_label
 from dfgen.cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, cityscapes_palette, colourise, label_ids_to_train_ids
 from synthetic import (
     SCENE_LABEL_IDS,
