@@ -3,7 +3,7 @@ experiment; the paper's membership table in small form).
 
     python -m benchmarks.did_faces [--count 3000] [--iterations 2000] [--variant flip_confusion ...] [--model.x=v ...]
 
-Writes the faces in the CelebA layout (datamodules.synthetic.write_synthetic_celeba) to
+Writes the faces in the CelebA layout (synthetic.write_synthetic_celeba) to
 data/synthetic_faces, trains configs/domain_intersection/synthetic_faces.yaml (the official
 recipe, or it with the variant configs of configs/domain_intersection/variants/ given after it)
 through the CLI, and scores every operation on the 64 test pairs with the pixel oracle that
@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from datamodules.celeba import CelebAAttributeDomains
-from datamodules.synthetic import read_face_factors, write_synthetic_celeba
+from datamodules.celeba_domains import CelebAAttributeDomains
 from lightning_modules.cli import build_cli
 from lightning_modules.domain_intersection import DomainIntersectionDifference
+from synthetic import read_face_factors, write_synthetic_celeba
 
 CONFIG = "configs/domain_intersection/synthetic_faces.yaml"
 VARIANTS = Path("configs/domain_intersection/variants")

@@ -25,9 +25,9 @@ import torch
 
 from benchmarks.did_faces import evaluation_batch
 from callbacks.mask_iou import DEFAULT_THRESHOLDS, mask_overlap_counts
-from datamodules.synthetic import read_face_factors, write_synthetic_celeba
 from lightning_modules.cli import build_cli
 from lightning_modules.content_transfer import MaskContentTransfer
+from synthetic import read_face_factors, write_synthetic_celeba
 
 CONFIG = "configs/content_transfer/synthetic_faces.yaml"
 VARIANTS = Path("configs/content_transfer/variants")

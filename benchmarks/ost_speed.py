@@ -26,9 +26,9 @@ from benchmarks.child import measure_in_child
 from benchmarks.plain_singan import timed
 from benchmarks.singan_speed import IterationClock, device_name
 from datamodules.digits import OneShotDigitsDataModule
-from datamodules.synthetic import write_image
 from datamodules.unpaired_folders import UnpairedFoldersDataModule
 from lightning_modules.one_shot_translation import OneShotTranslation
+from synthetic import write_image
 
 CASES = ("digits_phase1", "digits_phase2", "resnet_phase1", "resnet_phase2")
 

@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader
 
 from datamodules.cifar import ImageArray
 from datamodules.digits import handwritten_digits, textured_digits
-from datamodules.synthetic import write_cifar_arrays
 from lightning_modules.cli import build_cli
+from synthetic import write_cifar_arrays
 
 CONFIG = "configs/padain/digits.yaml"
 STYLES = ("colour", "low_contrast", "inverted", "textured")

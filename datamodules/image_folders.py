@@ -18,10 +18,9 @@ from torchvision.transforms import v2
 
 from datamodules.cifar import CORRUPTIONS, SEVERITIES
 from datamodules.loaders import ClassificationDataModule
+from datamodules.paired_transforms import IMAGENET_MEAN, IMAGENET_STD
 from dfgen.images import load_rgb8
 from dfgen.settings import AT_LEAST_1, NON_NEGATIVE, Each, OneOf, check_pair_order, check_settings
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def class_folders(root: Path, classes: list[str] | None, transform: v2.Transform) -> ImageFolder:

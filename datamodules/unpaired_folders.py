@@ -1,10 +1,14 @@
-"""Unpaired image folders in the CycleGAN layout, for one-shot translation's drawing and style
-tasks (`drawing_and_style_transfer/` of the official code):
+"""Unpaired image folders in the CycleGAN layout, read by two DataModules:
 
-    <root>/trainA/*.png|jpg   domain A: the single sample is one of these (sorted by name)
-    <root>/trainB/*           domain B: every image
+    <root>/trainA/*.png|jpg   domain A (one-shot translation: the single sample is one of these,
+                              sorted by name)
+    <root>/trainB/*           domain B
     <root>/testA/*            A images translated by validation, test and predict
-    <root>/testB/*            B images: the references of the style distance
+    <root>/testB/*            B images (one-shot translation: the references of the style distance)
+
+UnpairedFoldersDataModule serves one-shot translation's drawing and style tasks
+(`drawing_and_style_transfer/` of the official code); FolderDomains serves the two-domain
+methods (domain intersection, content transfer) as CelebAAttributeDomains does.
 """
 
 from __future__ import annotations
@@ -18,18 +22,18 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from datamodules.loaders import StreamedTrainingData, evaluation_loader
-from dfgen.images import IMAGE_SUFFIXES, load_image
+from datamodules.two_domains import DOMAIN_KEYS, TwoDomainDataModule, load_face
+from dfgen.images import list_images, load_image
 from dfgen.settings import AT_LEAST_1, NON_NEGATIVE, OneOf, check_pair_order, check_settings
 
+CYCLEGAN_FOLDERS = ("trainA", "trainB", "testA", "testB")
 
-def list_images(directory: Path) -> list[Path]:
-    """The image files of `directory`, sorted; a clear error when it is missing or has none."""
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory} is missing; expected the CycleGAN layout trainA/ trainB/ testA/ testB/")
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"{directory} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-    return files
+
+def cyclegan_files(root: str | Path) -> dict[str, list[Path]]:
+    """The image files of each folder of CYCLEGAN_FOLDERS under `root`, sorted by name, keyed by the
+    folder's name; FileNotFoundError names a missing folder, ValueError an empty one."""
+    layout = f"the CycleGAN layout {' '.join(f'{folder}/' for folder in CYCLEGAN_FOLDERS)}"
+    return {folder: list_images(Path(root) / folder, layout) for folder in CYCLEGAN_FOLDERS}
 
 
 def flip_and_rotate(images: torch.Tensor, degrees: float, rng: torch.Generator) -> torch.Tensor:
@@ -61,8 +65,7 @@ class ResizedImages(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor, int]:
-        image = TF.resize(load_image(self.files[index]), [self.size, self.size], antialias=True)
-        return index, image.clamp(-1, 1), -1
+        return index, load_face(self.files[index], None, self.size), -1
 
 
 class UnpairedFoldersDataModule(StreamedTrainingData):
@@ -112,8 +115,7 @@ class UnpairedFoldersDataModule(StreamedTrainingData):
         self.save_hyperparameters()
         check_settings(self)
         check_pair_order(self, "crop_size", "load_size", strict=False)
-        folder = Path(root)
-        self.files = {split: list_images(folder / split) for split in ("trainA", "trainB", "testA", "testB")}
+        self.files = cyclegan_files(root)
         if not 0 <= sample_index < len(self.files["trainA"]):
             raise ValueError(f"sample_index={sample_index} is outside trainA's {len(self.files['trainA'])} images")
         self.sample_path = self.files["trainA"][sample_index]
@@ -171,3 +173,54 @@ def _collate(items: list[tuple[int, torch.Tensor, int]]) -> tuple[torch.Tensor, 
 
 def _collate_unindexed(items: list[tuple[int, torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return _collate(items)[1:]
+
+
+class FolderDomains(TwoDomainDataModule):
+    """Two domains as image folders in the CycleGAN layout: data_dir/trainA/, trainB/, testA/, testB/.
+
+    Args:
+        data_dir: the folder holding trainA/, trainB/, testA/ and testB/ (files sorted by name).
+        size: images are size x size.
+        crop_size: side of a centre crop taken before resizing; None (the default, as images
+            may have any shape) resizes the whole image to a square.
+        flip: flip each training image horizontally with probability 1/2.
+        batch_size: images per domain per training step, drawn without replacement.
+        sample_seed: seed of the training batches (rank r adds r).
+        num_workers: loader processes (the same batches in the same order for any number).
+        in_memory: decode every image once and keep it, resized, as uint8 (small data, CPU runs).
+        eval_batch_size: batch size of the validation, test and predict loaders.
+        num_eval: test pairs used by validation and test (None: all).
+        predict_dir_a: a folder of images that predict uses as domain A (default: test A).
+        predict_dir_b: the same for domain B (default: test B).
+        verify_images: check every image file at construction (fails early, naming a file that
+            is not an image or is truncated).
+        mask_dir: a folder of object masks named <image stem>.png (0 background, 255 object, the
+            image's size); evaluation items then carry "mask_a" and "mask_b" [1, size, size] in
+            {0, 1}. Every evaluation image must have its mask (checked at construction), and
+            testA/ and testB/ images need different stems.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        size: int = 128,
+        crop_size: int | None = None,
+        flip: bool = True,
+        batch_size: int = 32,
+        sample_seed: int = 0,
+        num_workers: int = 0,
+        in_memory: bool = False,
+        eval_batch_size: int = 64,
+        num_eval: int | None = None,
+        predict_dir_a: str | None = None,
+        predict_dir_b: str | None = None,
+        verify_images: bool = True,
+        mask_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        check_settings(self)
+        files = cyclegan_files(data_dir)
+        folders = dict(zip(DOMAIN_KEYS, CYCLEGAN_FOLDERS))
+        self._set_domains({key: files[folder] for key, folder in folders.items()},
+                          {key: f"folder {folder}/" for key, folder in folders.items()})  # fmt: skip

@@ -36,6 +36,21 @@ _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and he
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # the last bytes of a complete file
 
 
+def list_images(directory: str | Path, layout: str = "a folder of images") -> list[Path]:
+    """The image files of `directory` (by suffix, IMAGE_SUFFIXES), sorted by name; reads no file.
+
+    Raises FileNotFoundError naming the folder and `layout` (what was expected) when it is
+    missing, and ValueError naming it when it holds no image.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is missing; expected {layout}")
+    files = sorted(path for path in directory.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{directory} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
 @contextmanager
 def _named_errors(path: Path) -> Iterator[None]:
     """Turn PIL's errors inside the block into one ValueError naming `path`."""

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from datamodules.synthetic import pattern_image, write_image
+from synthetic import pattern_image, write_image
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 

@@ -8,8 +8,8 @@ from torchvision.transforms import v2
 
 from datamodules.augmix import OPERATIONS, augmix, rotate, translate_x, translate_y
 from datamodules.cifar import CIFARDataModule
-from datamodules.synthetic import class_pattern_images, write_cifar
 from lightning_modules.networks.losses import jensen_shannon_consistency
+from synthetic import class_pattern_images, write_cifar
 from tests.helpers import REPO, run_cli
 
 PREPROCESS = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])

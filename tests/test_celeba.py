@@ -9,18 +9,13 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from datamodules.celeba import (
-    CELEBA_ATTRIBUTES,
-    CelebAAttributeDomains,
-    CelebADomainLabels,
-    FolderDomains,
-    celeba_domain_files,
-    load_face,
-    load_mask,
-    parse_attribute_expression,
-    read_celeba,
-)
-from datamodules.synthetic import pattern_image, write_image, write_synthetic_celeba
+from datamodules.attribute_expressions import parse_attribute_expression
+from datamodules.celeba import CELEBA_ATTRIBUTES, read_celeba
+from datamodules.celeba_domains import CelebAAttributeDomains, celeba_domain_files
+from datamodules.domain_labels import CelebADomainLabels
+from datamodules.two_domains import load_face, load_mask
+from datamodules.unpaired_folders import FolderDomains
+from synthetic import pattern_image, write_image, write_synthetic_celeba
 
 COLUMN = {name: index for index, name in enumerate(CELEBA_ATTRIBUTES)}
 SMALL = {"size": 32, "batch_size": 4, "num_test": 8, "eval_batch_size": 8}  # fast CelebAAttributeDomains

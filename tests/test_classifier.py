@@ -12,9 +12,9 @@ import yaml
 from torch.optim.lr_scheduler import LRScheduler, MultiStepLR
 
 from datamodules.cifar import CIFARDataModule, read_cifar, read_corruption
-from datamodules.synthetic import write_cifar, write_cifar_c
 from lightning_modules.classifier import ImageClassifier, corruption_summary
 from lightning_modules.networks.classifiers import build_classifier
+from synthetic import write_cifar, write_cifar_c
 from tests.helpers import REPO, run_cli, run_cli_subprocess
 
 SMOKE = str(REPO / "configs/padain/smoke.yaml")
@@ -118,7 +118,7 @@ def test_mce_normalises_by_alexnet():
 
 
 def test_image_folders_fit_and_imagenet_c_test(tmp_path):
-    from datamodules.synthetic import write_imagenet, write_imagenet_c
+    from synthetic import write_imagenet, write_imagenet_c
 
     data = write_imagenet(tmp_path / "imagenet", num_classes=3, train=24, val=12)
     corrupted = write_imagenet_c(tmp_path / "imagenet-c", data / "val", ["contrast", "pixelate"])
@@ -140,7 +140,7 @@ def test_image_folders_fit_and_imagenet_c_test(tmp_path):
 
 def test_class_folders_must_match_the_training_classes(tmp_path):
     from datamodules.image_folders import ImageFolderDataModule
-    from datamodules.synthetic import write_imagenet
+    from synthetic import write_imagenet
 
     data = write_imagenet(tmp_path, num_classes=3)
     (data / "val" / "n00000002").rename(data / "val" / "n00000009")

@@ -12,10 +12,10 @@ import yaml
 from torch.optim import Adam
 
 from callbacks.mask_iou import MaskIoU
-from datamodules.synthetic import write_synthetic_celeba
 from lightning_modules import MaskContentTransfer
 from lightning_modules.networks.disentangle import CodeCritic
 from lightning_modules.networks.mask_transfer import MaskTransferLoss, MaskTransferNetworks
+from synthetic import write_synthetic_celeba
 from tests.helpers import (
     assert_ddp_ranks_agree,
     fit_run,

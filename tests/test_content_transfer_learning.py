@@ -1,6 +1,6 @@
 """Mask-based content transfer learns to add, remove and segment glasses from domain labels
 alone, and a transfer carries its guide's own glasses: a known answer on drawn faces whose
-factors and glasses pixels are planted (datamodules.synthetic).
+factors and glasses pixels are planted (synthetic).
 
 A = faces without glasses, B = faces with glasses of three colours and two shapes; smile, hair
 colour, background and pose vary independently in both. After a short training with the
@@ -24,9 +24,9 @@ import pytest
 from lightning.pytorch import Trainer, seed_everything
 
 from benchmarks.mbu_faces import content_scores
-from datamodules.celeba import CelebAAttributeDomains
-from datamodules.synthetic import write_synthetic_celeba
+from datamodules.celeba_domains import CelebAAttributeDomains
 from lightning_modules.content_transfer import MaskContentTransfer
+from synthetic import write_synthetic_celeba
 from tests.helpers import assert_mutant_outcome
 
 MEASURED_THREADS = 1  # the figures above (tests/conftest.py pins it)

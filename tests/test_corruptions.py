@@ -6,7 +6,7 @@ import pytest
 from benchmarks.padain_digits import STYLES, styled_test_sets
 from datamodules.cifar import read_corruption
 from datamodules.corruptions import CORRUPTION_FUNCTIONS
-from datamodules.synthetic import class_pattern_images, write_corruption_suite
+from synthetic import class_pattern_images, write_corruption_suite
 
 
 @pytest.mark.parametrize("name", sorted(CORRUPTION_FUNCTIONS))

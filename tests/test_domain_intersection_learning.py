@@ -1,5 +1,5 @@
 """Domain intersection/difference separates what two face domains share from what each adds:
-a known answer on drawn faces whose factors are planted (datamodules.synthetic).
+a known answer on drawn faces whose factors are planted (synthetic).
 
 A = smiling faces without glasses, B = faces with glasses and no smile; the glasses' colour and
 shape and the smile's shape vary from face to face, and hair colour, background and pose vary
@@ -21,9 +21,9 @@ import pytest
 from lightning.pytorch import Trainer, seed_everything
 
 from benchmarks.did_faces import operation_scores
-from datamodules.celeba import CelebAAttributeDomains
-from datamodules.synthetic import write_synthetic_celeba
+from datamodules.celeba_domains import CelebAAttributeDomains
 from lightning_modules.domain_intersection import DomainIntersectionDifference
+from synthetic import write_synthetic_celeba
 from tests.helpers import assert_mutant_outcome
 
 MEASURED_THREADS = 1  # the figures above (tests/conftest.py pins it)

@@ -14,10 +14,10 @@ from PIL import Image
 
 from callbacks.video_metrics import diversity, video_sifid
 from datamodules.single_video import SingleVideoDataModule, build_video_pyramid, frame_strides_of, video_pyramid_shapes
-from datamodules.synthetic import moving_square_clip, write_clip
 from lightning_modules.hp_vae_gan import HPVAEGAN
 from lightning_modules.networks.losses import HPVAEGANLoss, gaussian_kl
 from lightning_modules.networks.video import PatchDecoder, PatchEncoder, RefinementStage, VideoCritic
+from synthetic import moving_square_clip, write_clip
 from tests.helpers import (
     REPO,
     TinySpatialFeatures,

@@ -38,9 +38,9 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 
 from callbacks.video_metrics import diversity, video_sifid
 from datamodules.single_video import SingleVideoDataModule
-from datamodules.synthetic import moving_square_clip, write_clip
 from lightning_modules.hp_vae_gan import HPVAEGAN
 from lightning_modules.networks.pyramid import eval_mode
+from synthetic import moving_square_clip, write_clip
 from tests.helpers import TinySpatialFeatures
 from tests.test_hp_vae_gan import reconstruction_by_hand
 

@@ -21,13 +21,13 @@ from torchvision.datasets.folder import default_loader
 import datamodules
 import lightning_modules
 from callbacks.translation import CLASSIFIER_CHECKPOINT
-from datamodules.celeba import CelebAAttributeDomains, CelebADomainLabels, celeba_domain_files
+from datamodules.celeba_domains import CelebAAttributeDomains, celeba_domain_files
 from datamodules.cifar import read_cifar
 from datamodules.digits import DigitDomains
+from datamodules.domain_labels import CelebADomainLabels
 from datamodules.image_folders import ImageFolderDataModule
 from datamodules.single_image import SingleImageDataModule, build_pyramid, pyramid_shapes
 from datamodules.single_video import SingleVideoDataModule
-from datamodules.synthetic import moving_square_clip, pattern_image, write_clip, write_image, write_synthetic_celeba
 from datamodules.unpaired_folders import UnpairedFoldersDataModule
 from dfgen import images
 from dfgen.checkpoint_files import load_network_weights
@@ -37,6 +37,7 @@ from dfgen.settings import AT_LEAST_1, BETAS, Each, Either, OneOf, Range
 from dfgen.video_files import load_clip
 from lightning_modules import ImageClassifier, MaskContentTransfer, OneShotTranslation, SemanticSegmenter
 from lightning_modules.segmenter import INIT_CHECKPOINT
+from synthetic import moving_square_clip, pattern_image, write_clip, write_image, write_synthetic_celeba
 from tests.helpers import REPO, run_cli
 
 SINGAN_SMOKE = str(REPO / "configs/singan/smoke.yaml")

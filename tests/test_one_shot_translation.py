@@ -13,7 +13,6 @@ from torchvision.transforms.v2 import functional as TF
 from callbacks.perceptual import ContentStyleDistances, VGGFeatures, gram
 from callbacks.translation import TranslationAccuracy
 from datamodules.digits import OneShotDigitsDataModule, disjoint_halves, load_domain, read_mnist, read_svhn
-from datamodules.synthetic import pattern_image, write_image
 from datamodules.unpaired_folders import UnpairedFoldersDataModule, flip_and_rotate
 from lightning_modules.networks.losses import latent_kl, lsgan
 from lightning_modules.networks.ost import (
@@ -24,6 +23,7 @@ from lightning_modules.networks.ost import (
     resnet_autoencoder,
 )
 from lightning_modules.one_shot_translation import OneShotTranslation
+from synthetic import pattern_image, write_image
 from tests.helpers import REPO, assert_ddp_ranks_agree, fit_run, run_cli, run_cli_subprocess
 
 PHASE1 = str(REPO / "configs/one_shot_translation/smoke_phase1.yaml")

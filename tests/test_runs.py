@@ -30,9 +30,9 @@ import torch
 import yaml
 
 from datamodules.cifar import CLASS_NAMES
-from datamodules.synthetic import pattern_image, write_cifar, write_image
 from lightning_modules import HPVAEGAN, DomainIntersectionDifference, ImageClassifier, SinGAN, StructuralAnalogy
 from lightning_modules.cli import RunLock, cli_main
+from synthetic import pattern_image, write_cifar, write_image
 from tests.helpers import REPO, TinyClassifierNet, run_cli, run_cli_subprocess
 
 PERIOD = 2  # iterations between periodic checkpoints

@@ -10,20 +10,18 @@ import torch
 from PIL import Image
 
 from datamodules import GTAVCityscapesDataModule
-from datamodules.segmentation import (
+from datamodules.paired_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    cityscapes_pairs,
     colour_jitter,
-    gtav_pairs,
-    load_pair,
     normalize_image,
     random_flip,
     random_scale_crop,
-    read_label,
     resize,
 )
-from datamodules.synthetic import (
+from datamodules.segmentation_files import cityscapes_pairs, gtav_pairs, load_pair, read_label
+from dfgen.cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, cityscapes_palette, colourise, label_ids_to_train_ids
+from synthetic import (
     SCENE_LABEL_IDS,
     draw_street_scene,
     pattern_image,
@@ -33,7 +31,6 @@ from datamodules.synthetic import (
     write_label,
     write_segmentation_shift,
 )
-from dfgen.cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, cityscapes_palette, colourise, label_ids_to_train_ids
 
 # label id -> train id of the 19 evaluated classes, written out independently of the module's table
 EVALUATED = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,

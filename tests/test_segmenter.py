@@ -16,11 +16,11 @@ from torch import nn
 from torchvision.models import resnet50
 from torchvision.ops import FrozenBatchNorm2d
 
-from datamodules.synthetic import write_segmentation_shift
 from lightning_modules import SemanticSegmenter
 from lightning_modules.networks.deeplab import ASPPv2, ClassDomainDiscriminator, DeepLabV2
 from lightning_modules.networks.padain import PermutedAdaIN
 from lightning_modules.segmenter import soft_cross_entropy, soft_labels
+from synthetic import write_segmentation_shift
 from tests.helpers import assert_ddp_ranks_agree, fit_run, logged_columns, predict_run, run_cli_subprocess
 
 

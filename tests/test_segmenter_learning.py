@@ -1,5 +1,5 @@
 """The segmenter learns street scenes from the source domain and segments the colour-shifted
-target domain: a known answer on generated scenes (datamodules.synthetic.write_segmentation_shift:
+target domain: a known answer on generated scenes (synthetic.write_segmentation_shift:
 road, building, sky and car in the GTAV layout; the same classes with rotated colour channels,
 lower contrast and higher brightness in the Cityscapes layout).
 
@@ -14,8 +14,8 @@ from lightning.pytorch import Trainer, seed_everything
 
 from callbacks.miou import MeanIoU
 from datamodules.segmentation import GTAVCityscapesDataModule
-from datamodules.synthetic import write_segmentation_shift
 from lightning_modules.segmenter import SemanticSegmenter
+from synthetic import write_segmentation_shift
 
 
 def test_source_only_training_segments_the_shifted_target(tmp_path):

@@ -6,8 +6,8 @@ from scipy import ndimage
 from skimage import filters, morphology
 
 from datamodules.single_image import SingleImageDataModule, feather_mask, pyramid_shapes
-from datamodules.synthetic import pattern_image, write_image
 from dfgen.images import load_image
+from synthetic import pattern_image, write_image
 
 
 @pytest.mark.parametrize(

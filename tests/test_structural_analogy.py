@@ -11,11 +11,11 @@ from PIL import Image
 
 from datamodules.image_pair import ImagePairDataModule
 from datamodules.single_image import load_image
-from datamodules.synthetic import pattern_image, write_image
 from dfgen.resize import resize
 from lightning_modules.networks.losses import StructuralAnalogyLoss
 from lightning_modules.networks.pyramid import ScaleGenerator
 from lightning_modules.structural_analogy import StructuralAnalogy
+from synthetic import pattern_image, write_image
 from tests.helpers import (
     REPO,
     assert_ddp_ranks_agree,

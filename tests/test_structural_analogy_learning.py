@@ -50,9 +50,9 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 
 from datamodules.image_pair import ImagePairDataModule
-from datamodules.synthetic import ANALOGY_PALETTES, paint, write_image
 from lightning_modules.networks.pyramid import run_pyramid
 from lightning_modules.structural_analogy import OTHER, StructuralAnalogy
+from synthetic import ANALOGY_PALETTES, paint, write_image
 from tests.test_singan_learning import missed_bars
 from tests.test_singan_networks import reference_imresize
 

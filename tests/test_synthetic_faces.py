@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 
-from datamodules.celeba import CELEBA_ATTRIBUTES, load_face, load_mask, read_celeba
-from datamodules.synthetic import (
+from datamodules.celeba import CELEBA_ATTRIBUTES, read_celeba
+from datamodules.two_domains import load_face, load_mask
+from synthetic import (
     FACE_BACKGROUNDS,
     FACE_GLASSES_COLOURS,
     FACE_GLASSES_SHAPES,

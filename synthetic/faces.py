@@ -1,174 +1,17 @@
-"""Writers of small datasets in the real on-disk formats, for tests and demos."""
+"""Drawn faces in the CelebA on-disk layout, with planted factors, ground-truth object masks and a
+pixel oracle that reads the factors back from real or generated images."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-
-def pattern_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A structured RGB test image [H, W, 3] uint8: smooth colour gradients plus a few discs."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin((x + y) / 6.0)], axis=-1)
-    for _ in range(4):
-        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-        radius = rng.uniform(0.08, 0.2) * min(height, width)
-        image[(y - cy) ** 2 + (x - cx) ** 2 < radius**2] = rng.uniform(0, 1, size=3)
-    return (image * 255).round().astype(np.uint8)
-
-
-def write_image(path: str | Path, array: np.ndarray, **save_kwargs) -> Path:
-    """Save an [H, W], [H, W, 3] or [H, W, 4] uint8 array with PIL (format from the suffix)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, **save_kwargs)
-    return path
-
-
-def class_pattern_images(labels: np.ndarray, num_classes: int, size: int = 32, seed: int = 0) -> np.ndarray:
-    """Learnable images [N, size, size, 3] uint8: each class is a colour and stripe pattern, plus noise.
-
-    The class appearance depends only on `num_classes` (the same in every split); `seed`
-    draws the noise.
-    """
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
-    palette = np.random.default_rng(num_classes).uniform(0.2, 0.8, size=(num_classes, 3))
-    images = np.empty((len(labels), size, size, 3), dtype=np.float32)
-    for index, label in enumerate(labels):
-        stripes = 0.5 + 0.5 * np.sin((x * np.cos(label) + y * np.sin(label)) * (0.3 + 0.1 * (label % 5)))
-        images[index] = palette[label] * (0.6 + 0.4 * stripes[..., None])
-    images += rng.normal(0, 0.05, size=images.shape)
-    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
-
-
-def write_cifar(root: str | Path, dataset: str = "cifar10", train: int = 100, test: int = 50, seed: int = 0) -> Path:
-    """Write a tiny, learnable CIFAR-10/100 in torchvision's python-pickle layout under `root`."""
-    num_classes = 10 if dataset == "cifar10" else 100
-    rng = np.random.default_rng(seed)
-    splits = []
-    for count, split_seed in ((train, seed), (test, seed + 1)):
-        labels = rng.integers(0, num_classes, size=count)
-        splits.append((class_pattern_images(labels, num_classes, seed=split_seed), labels))
-    return write_cifar_arrays(root, dataset, *splits)
-
-
-def write_cifar_c(root: str | Path, num_classes: int = 10, per_severity: int = 20, seed: int = 0) -> Path:
-    """Write a tiny CIFAR-C-style suite of learnable images under `root` (see write_corruption_suite)."""
-    labels = np.random.default_rng(seed).integers(0, num_classes, size=per_severity)
-    return write_corruption_suite(root, class_pattern_images(labels, num_classes, seed=seed + 2), labels, seed)
-
-
-def write_cifar_arrays(root: str | Path, dataset: str, train: tuple, test: tuple) -> Path:
-    """Write (images [N, 32, 32, 3] uint8, labels [N]) train/test arrays in torchvision's CIFAR layout."""
-    import pickle
-
-    from datamodules.cifar import LAYOUTS
-
-    folder, train_files, test_files, label_key, _ = LAYOUTS[dataset]
-    directory = Path(root) / folder
-    directory.mkdir(parents=True, exist_ok=True)
-    for files, (images, labels) in ((train_files, train), (test_files, test)):
-        for name, part in zip(files, np.array_split(np.arange(len(labels)), len(files))):
-            batch = {
-                b"data": images[part].transpose(0, 3, 1, 2).reshape(len(part), -1),
-                label_key: labels[part].tolist(),
-            }
-            with open(directory / name, "wb") as handle:
-                pickle.dump(batch, handle)
-    return Path(root)
-
-
-def write_corruption_suite(root: str | Path, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Path:
-    """Write `<corruption>.npy` (severities 1-5 in blocks) and labels.npy, as CIFAR-10-C lays them out."""
-    from datamodules.corruptions import CORRUPTION_FUNCTIONS
-
-    rng = np.random.default_rng(seed)
-    directory = Path(root)
-    directory.mkdir(parents=True, exist_ok=True)
-    np.save(directory / "labels.npy", np.tile(labels, 5))
-    for name, corrupt in CORRUPTION_FUNCTIONS.items():
-        np.save(directory / f"{name}.npy", np.concatenate([corrupt(images, severity, rng) for severity in range(1, 6)]))
-    return directory
-
-
-def write_image_folders(root: str | Path, labels: np.ndarray, images: np.ndarray, classes: list[str]) -> Path:
-    """Write images [N, H, W, 3] uint8 as PNG files in `<root>/<class>/` folders."""
-    root = Path(root)
-    for index, (image, label) in enumerate(zip(images, labels)):
-        write_image(root / classes[label] / f"{index:05d}.png", image)
-    return root
-
-
-def write_imagenet(root: str | Path, num_classes: int = 3, train: int = 24, val: int = 12, seed: int = 0) -> Path:
-    """A tiny ImageNet layout (`train/` and `val/` class folders) of learnable 32x32 images."""
-    classes = [f"n{index:08d}" for index in range(num_classes)]
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", train), ("val", val)):
-        labels = rng.integers(0, num_classes, size=count)
-        write_image_folders(Path(root) / split, labels, class_pattern_images(labels, num_classes, seed=seed), classes)
-    return Path(root)
-
-
-def write_imagenet_c(root: str | Path, val_root: str | Path, corruptions: list[str], seed: int = 0) -> Path:
-    """ImageNet-C-style `<corruption>/<severity>/<class>/` folders made from a `val/` class-folder tree."""
-    from datamodules.corruptions import CORRUPTION_FUNCTIONS
-
-    rng = np.random.default_rng(seed)
-    files = sorted(Path(val_root).glob("*/*.png"))
-    images = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in files])
-    classes = sorted({path.parent.name for path in files})
-    labels = np.array([classes.index(path.parent.name) for path in files])
-    for corruption in corruptions:
-        for severity in range(1, 6):
-            corrupted = CORRUPTION_FUNCTIONS[corruption](images, severity, rng)
-            write_image_folders(Path(root) / corruption / str(severity), labels, corrupted, classes)
-    return Path(root)
-
-
-ANALOGY_PALETTES = (
-    np.array([[0.85, 0.15, 0.15], [0.15, 0.7, 0.2], [0.15, 0.25, 0.85]]),  # red, green, blue
-    np.array([[0.95, 0.85, 0.2], [0.55, 0.15, 0.65], [0.2, 0.85, 0.85]]),  # yellow, purple, cyan
-)
-
-
-def structure_map(size: int, seed: int, num_regions: int = 3) -> np.ndarray:
-    """A label map [size, size] of `num_regions` regions: a background and discs of two labels."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
-    labels = np.zeros((size, size), dtype=np.int64)
-    for index in range(6):
-        cy, cx = rng.uniform(0.15, 0.85, size=2) * size
-        radius = rng.uniform(0.1, 0.2) * size
-        labels[(y - cy) ** 2 + (x - cx) ** 2 < radius**2] = 1 + index % (num_regions - 1)
-    return labels
-
-
-def paint(labels: np.ndarray, palette: np.ndarray, noise: float = 0.03, seed: int = 0) -> np.ndarray:
-    """Paint a label map with `palette` [K, 3] (values in [0, 1]) plus Gaussian grain; uint8 [H, W, 3]."""
-    image = palette[labels] + np.random.default_rng(seed).normal(0, noise, size=(*labels.shape, 3))
-    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-
-
-def write_analogy_pair(directory: str | Path, size: int = 32, seed: int = 0) -> tuple[Path, Path]:
-    """Write a.png and b.png: one structure map painted with two palettes (independent grain).
-
-    The known answer of structural analogy: an image of A's kind translated to B keeps its
-    regions and takes B's palette; `structure_map(size, seed)` gives the regions.
-    """
-    labels = structure_map(size, seed)
-    paths = [
-        write_image(Path(directory) / f"{name}.png", paint(labels, palette, seed=seed + index))
-        for index, (name, palette) in enumerate(zip("ab", ANALOGY_PALETTES))
-    ]
-    return paths[0], paths[1]
-
-
-# Synthetic faces in the CelebA on-disk layout, with planted factors and a pixel oracle for them.
+from datamodules.celeba import CELEBA_ATTRIBUTES
+from synthetic.images import write_image
 
 FACE_WIDTH, FACE_HEIGHT = 178, 218  # the size of img_align_celeba's images
 FACE_CROP_TOP = (FACE_HEIGHT - FACE_WIDTH) // 2  # a 178x178 centre crop keeps rows 20..197
@@ -179,8 +22,6 @@ FACE_GLASSES_COLOURS = ("black", "navy", "maroon")
 FACE_GLASSES_SHAPES = ("round", "wide")
 FACE_SMILE_SHAPES = ("wide", "narrow")
 FACE_POSE_OFFSET = 16  # columns the head moves left or right of the image centre
-FACE_FACTORS = ("eyeglasses", "smiling", "mustache", "male", "hair", "background", "pose",
-                "glasses_colour", "glasses_shape", "smile_shape")  # fmt: skip
 FACE_OBJECTS = ("Eyeglasses", "Mustache", "Smiling")  # the drawn objects with masks, by CelebA attribute name
 # the factors that only mean something on a face that has the object, by its factor name
 FACE_OBJECT_STYLES = {"eyeglasses": ("glasses_colour", "glasses_shape"), "smiling": ("smile_shape",)}
@@ -328,8 +169,6 @@ def face_attributes(factors: dict[str, np.ndarray]) -> np.ndarray:
     Eyeglasses, Smiling, Male, Mustache (then No_Beard -1), one hair colour and Young
     (random, not drawn) are set; every other attribute is -1.
     """
-    from datamodules.celeba import CELEBA_ATTRIBUTES
-
     column = {name: index for index, name in enumerate(CELEBA_ATTRIBUTES)}
     count = len(factors["pose"])
     values = -np.ones((count, len(CELEBA_ATTRIBUTES)), dtype=np.int64)
@@ -373,8 +212,6 @@ def write_synthetic_celeba(root: str | Path, count: int = 500, seed: int = 0, ma
     calls, so they match the JPEG's object pixels up to JPEG blur), 0 elsewhere, and all 0
     when the image has no such object. The images do not depend on `masks`.
     """
-    from datamodules.celeba import CELEBA_ATTRIBUTES
-
     root = Path(root)
     rng = np.random.default_rng(seed)
     factors = sample_face_factors(count, rng)
@@ -403,8 +240,6 @@ def write_synthetic_celeba(root: str | Path, count: int = 500, seed: int = 0, ma
 def read_planted_factors(root: str | Path) -> tuple[list[str], dict[str, torch.Tensor]]:
     """factors.csv of `write_synthetic_celeba`: the file names and, per factor, a tensor [N]
     (bool eyeglasses/smiling/mustache/male; long indices of the named factors), as the oracle gives."""
-    import csv
-
     path = Path(root) / "factors.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; expected the factors.csv that write_synthetic_celeba writes")
@@ -541,230 +376,3 @@ def read_face_factors(images: torch.Tensor, cropped: bool = True) -> dict[str, t
         "glasses_shape": torch.where(round_lenses, 0, 1),
         "smile_shape": torch.where(wide_smile, 0, 1),
     }
-
-
-# Street scenes for semantic segmentation, in the GTAV and Cityscapes on-disk layouts.
-
-# The Cityscapes label ids that the scenes use: four evaluated classes and the ignored ego vehicle.
-SCENE_LABEL_IDS = {"ego vehicle": 1, "road": 7, "building": 11, "sky": 23, "car": 26}
-_CAR_RGB = np.array([[200, 35, 35], [35, 70, 200], [225, 200, 50], [235, 235, 235], [40, 150, 60]], dtype=np.float64)
-_WINDOW_RGB = np.array([45, 55, 75], dtype=np.float64)
-
-
-def draw_street_scene(size: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random street scene: image [h, w, 3] uint8 and its Cityscapes label ids [h, w] uint8, size (w, h).
-
-    Every class has its own look, learnable at 64x32: sky (23) a smooth blue gradient above the
-    horizon; buildings (11) walls of random warm greys standing on the horizon with a regular grid
-    of dark windows; road (7) a grainy grey below the horizon; cars (26) 1-3 saturated boxes with a
-    dark window band, standing on the road and larger the lower they stand; the ego vehicle
-    (label id 1, train id 255) a dark band along the bottom. `rng` draws positions and colour jitter.
-    """
-    width, height = size
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    labels = np.full((height, width), SCENE_LABEL_IDS["sky"], dtype=np.uint8)
-    horizon = rng.uniform(0.38, 0.52) * height
-    ego_top = height - max(1.0, 0.06 * height)
-    sky_top, sky_bottom = [70, 120, 200] + rng.uniform(-15, 15, 3), [170, 200, 235] + rng.uniform(-10, 10, 3)
-    mix = np.clip(y / horizon, 0, 1)[..., None]
-    image = sky_top * (1 - mix) + sky_bottom * mix + rng.normal(0, 2, (height, width, 3))
-    period = max(4, round(height / 10))  # of the window grid
-    left = rng.uniform(-0.1, 0.05) * width
-    while left < width:
-        span = rng.uniform(0.12, 0.3) * width
-        if rng.random() < 0.8:
-            top = rng.uniform(0.1, 0.75) * horizon
-            region = (x >= left) & (x < left + span) & (y >= top) & (y < horizon)
-            windows = ((x - left) % period >= period / 2) & ((y - top) % period >= period / 2)
-            wall = [150, 125, 105] + rng.uniform(-25, 25, 3)
-            walls = np.where(windows[..., None], _WINDOW_RGB, wall) + rng.normal(0, 3, (height, width, 3))
-            image[region], labels[region] = walls[region], SCENE_LABEL_IDS["building"]
-        left += span
-    road = y >= horizon
-    grain = np.array([95.0, 95.0, 100.0]) + rng.uniform(-12, 12) + rng.normal(0, 14, (height, width, 1))
-    image[road], labels[road] = grain[road], SCENE_LABEL_IDS["road"]
-    for _ in range(rng.integers(1, 4)):
-        bottom = rng.uniform(horizon + 0.15 * height, ego_top)
-        car_height = (bottom - horizon) * rng.uniform(0.5, 0.8)
-        car_width, centre = car_height * rng.uniform(1.5, 2.2), rng.uniform(0, width)
-        region = (np.abs(x - centre) < car_width / 2) & (y >= bottom - car_height) & (y < bottom)
-        body = _CAR_RGB[rng.integers(len(_CAR_RGB))] + rng.uniform(-15, 15, 3)
-        window_band = y < bottom - 0.6 * car_height
-        car = np.where(window_band[..., None], _WINDOW_RGB, body) + rng.normal(0, 4, (height, width, 3))
-        image[region], labels[region] = car[region], SCENE_LABEL_IDS["car"]
-    ego = y >= ego_top
-    image[ego], labels[ego] = (25 + rng.normal(0, 3, (height, width, 3)))[ego], SCENE_LABEL_IDS["ego vehicle"]
-    return np.clip(image, 0, 255).round().astype(np.uint8), labels
-
-
-def shift_colours(image: np.ndarray) -> np.ndarray:
-    """The target domain's global colour shift of an image [h, w, 3] uint8: the channels rotated
-    (R, G, B) <- (B, R, G), contrast scaled by 0.7 and brightness raised by 45."""
-    shifted = image[..., [2, 0, 1]].astype(np.float64) * 0.7 + 45
-    return np.clip(shifted, 0, 255).round().astype(np.uint8)
-
-
-def _label_id_palette() -> list[int]:
-    """A 256-colour palette that gives each label id its class's Cityscapes colour (black when not evaluated)."""
-    from dfgen.cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, cityscapes_palette
-
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for label_id, train_id in CITYSCAPES_LABEL_TO_TRAIN_ID.items():
-        if label_id >= 0 and train_id < 255:
-            palette[label_id] = cityscapes_palette()[train_id]
-    return palette.flatten().tolist()
-
-
-def write_label(path: str | Path, ids: np.ndarray, mode: str = "L") -> Path:
-    """Save ids [h, w] uint8 as a PNG whose pixel values are the ids: mode "L" (grey) or "P" (palette
-    indices, with label-id colours as GTAV ships its labels)."""
-    if mode not in ("L", "P"):
-        raise ValueError(f"label mode {mode!r}; expected 'L' or 'P'")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ids = np.ascontiguousarray(ids, dtype=np.uint8)
-    image = Image.frombytes(mode, (ids.shape[1], ids.shape[0]), ids.tobytes())
-    if mode == "P":
-        image.putpalette(_label_id_palette())
-    image.save(path)
-    return path
-
-
-def write_gtav(
-    root: str | Path,
-    count: int = 8,
-    size: tuple[int, int] = (96, 54),
-    seed: int = 0,
-    labels_mode: str = "P",
-    colour_shift: bool = False,
-) -> Path:
-    """Write `count` street scenes (draw_street_scene, size (w, h)) in the GTAV layout under `root`:
-    images/00001.png ... (RGB) and labels/00001.png ... (Cityscapes label ids as "P" palette
-    indices, as GTAV ships them, or "L" grey values). `colour_shift` applies shift_colours to the
-    images. Returns `root`."""
-    root, rng = Path(root), np.random.default_rng(seed)
-    for index in range(count):
-        image, labels = draw_street_scene(size, rng)
-        write_image(root / "images" / f"{index + 1:05d}.png", shift_colours(image) if colour_shift else image)
-        write_label(root / "labels" / f"{index + 1:05d}.png", labels, labels_mode)
-    return root
-
-
-def write_cityscapes(
-    root: str | Path,
-    splits: dict[str, int] | None = None,
-    size: tuple[int, int] = (128, 64),
-    seed: int = 0,
-    cities: tuple[str, ...] = ("aachen", "bremen"),
-    colour_shift: bool = False,
-) -> Path:
-    """Write street scenes (draw_street_scene, size (w, h)) in the Cityscapes layout under `root`:
-
-        leftImg8bit/<split>/<city>/<city>_<nnnnnn>_000019_leftImg8bit.png     RGB
-        gtFine/<split>/<city>/<city>_<nnnnnn>_000019_gtFine_labelIds.png      label ids, "L"
-
-    `splits` maps split names to image counts (default {"train": 8, "val": 4}); images go to the
-    cities in turn. `colour_shift` applies shift_colours to the images. Returns `root`.
-    """
-    root, rng = Path(root), np.random.default_rng(seed)
-    for split, count in (splits or {"train": 8, "val": 4}).items():
-        for index in range(count):
-            city = cities[index % len(cities)]
-            name = f"{city}_{index // len(cities):06d}_000019"
-            image, labels = draw_street_scene(size, rng)
-            image = shift_colours(image) if colour_shift else image
-            write_image(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", image)
-            write_label(root / "gtFine" / split / city / f"{name}_gtFine_labelIds.png", labels)
-    return root
-
-
-def write_segmentation_shift(
-    root: str | Path,
-    count_source: int = 32,
-    count_target: int = 16,
-    size: tuple[int, int] = (64, 32),
-    seed: int = 0,
-) -> tuple[Path, Path]:
-    """A small segmentation task with a domain shift: returns (gtav_root, cityscapes_root).
-
-    <root>/gtav: `count_source` street scenes (road, building, sky, car and the ignored ego
-    vehicle; see draw_street_scene) in the GTAV layout; <root>/cityscapes: `count_target` train
-    and `count_target` val scenes in the Cityscapes layout, drawn the same way but with the
-    global colour shift of shift_colours (channels rotated, lower contrast, brighter). Classes are
-    told apart by texture and layout as well as colour, so a segmenter trained on the source
-    transfers to the target only in part, and style-robust training should narrow the gap.
-    """
-    root = Path(root)
-    gtav = write_gtav(root / "gtav", count_source, size, seed)
-    splits = {"train": count_target, "val": count_target}
-    cityscapes = write_cityscapes(root / "cityscapes", splits, size, seed + 1, colour_shift=True)
-    return gtav, cityscapes
-
-
-def moving_square_clip(
-    num_frames: int = 9, size: tuple[int, int] = (16, 16), square: int = 4, speed: int = 1, seed: int = 0
-) -> np.ndarray:
-    """A square crossing a still textured background at `speed` px per frame (left to right); uint8 [T, H, W, 3].
-
-    The known motion of the learning tests: the real clip's frame-to-frame change is the
-    square's leading and trailing edges only.
-    """
-    height, width = size
-    background = (pattern_image(height, width, seed) * 0.5).astype(np.uint8)  # a dim, structured backdrop
-    frames = np.repeat(background[None], num_frames, axis=0)
-    top = (height - square) // 2
-    for t in range(num_frames):
-        left = (t * speed) % max(width - square, 1)
-        frames[t, top : top + square, left : left + square] = (255, 220, 40)
-    return frames
-
-
-def write_clip(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
-    """Write uint8 frames [T, H, W, 3] as a video file (by the suffix of `path`) or, without suffix, a frame folder."""
-    from dfgen.video_files import write_video_file
-
-    path = Path(path)
-    if path.suffix:
-        return write_video_file(path, frames, fps)
-    path.mkdir(parents=True, exist_ok=True)
-    for t, frame in enumerate(frames):
-        write_image(path / f"frame_{t:04d}.png", frame)
-    return path
-
-
-def main() -> None:
-    """`python -m datamodules.synthetic KIND ROOT [--count N] [--seed S]`: write a small dataset in its real layout."""
-    import argparse
-
-    kinds = ["cifar10", "cifar100", "cifar10-c", "cifar100-c", "faces", "gtav", "cityscapes", "segmentation_shift"]
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("kind", choices=kinds)
-    parser.add_argument("root", type=Path)
-    parser.add_argument(
-        "--count", type=int, default=None,
-        help="faces: how many (3000); gtav: images (8); cityscapes: train images (8; val: a half); "
-        "segmentation_shift: source images (32; target: a half per split)",
-    )  # fmt: skip
-    parser.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="street scenes: image width and height")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    scene = {"size": tuple(args.size)} if args.size else {}
-    if args.kind == "faces":
-        write_synthetic_celeba(args.root, count=args.count or 3000, seed=args.seed)
-    elif args.kind == "gtav":
-        write_gtav(args.root, count=args.count or 8, seed=args.seed, **scene)
-    elif args.kind == "cityscapes":
-        count = args.count or 8
-        write_cityscapes(args.root, {"train": count, "val": max(count // 2, 1)}, seed=args.seed, **scene)
-    elif args.kind == "segmentation_shift":
-        count = args.count or 32
-        write_segmentation_shift(args.root, count, max(count // 2, 1), seed=args.seed, **scene)
-    elif args.kind.endswith("-c"):
-        write_cifar_c(args.root, num_classes=10 if args.kind == "cifar10-c" else 100, seed=args.seed)
-    else:
-        write_cifar(args.root, args.kind, seed=args.seed)
-    print(f"wrote {args.kind} to {args.root}")
-
-
-if __name__ == "__main__":
-    main()
