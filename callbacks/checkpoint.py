@@ -11,6 +11,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from dfgen.contract import CountsIterations, provides
+
 # Our checkpoints are written between whole training iterations (after every optimizer of the
 # iteration has stepped), which is exactly the state to resume from; Lightning's warning about
 # post-optimization state does not apply.
@@ -18,9 +20,8 @@ warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual opt
 
 
 def iterations_done(trainer: Trainer, pl_module: LightningModule) -> int:
-    """Training iterations done: the module's own `iteration` counter, else the optimizer steps."""
-    iteration = getattr(pl_module, "iteration", None)
-    return iteration if isinstance(iteration, int) else trainer.global_step
+    """Training iterations done: the module's own `iteration` when it `CountsIterations`, else the optimizer steps."""
+    return pl_module.iteration if provides(pl_module, CountsIterations) else trainer.global_step
 
 
 class ResumableCheckpoint(ModelCheckpoint):
@@ -31,7 +32,8 @@ class ResumableCheckpoint(ModelCheckpoint):
       iteration's optimizer steps. A file is written under a temporary name and renamed, so a
       kill during the write leaves the previous complete file.
     - `every_n_iterations` counts the module's own training iterations (optimizer steps for
-      modules without an `iteration` counter), so the period keeps its phase after a resume.
+      modules that do not provide `dfgen.contract.CountsIterations`; decided at setup), so the
+      period keeps its phase after a resume.
     - When training is about to end early — `trainer.max_steps`, `trainer.max_time`, the
       module's own end, EarlyStopping, or a stop request (`request_stop`; the CLI makes one on
       SIGINT, SIGTERM and SIGUSR1) — `last.ckpt` is written at that iteration boundary while the
@@ -55,6 +57,7 @@ class ResumableCheckpoint(ModelCheckpoint):
         self.every_n_iterations = every_n_iterations
         self.stop_signal: int | None = None
         self._training = False  # between on_train_start and the end of training
+        self._own_counter = False  # whether the module CountsIterations, set at setup
 
     def request_stop(self, signum: int) -> bool:
         """Ask training to stop at the end of the current iteration, saving `last.ckpt` there.
@@ -73,6 +76,13 @@ class ResumableCheckpoint(ModelCheckpoint):
             requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
         return requested
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._own_counter = provides(pl_module, CountsIterations)
+
+    def _iterations_done(self, trainer: Trainer) -> int:
+        return trainer.lightning_module.iteration if self._own_counter else trainer.global_step
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self.stop_signal, self._training = None, True
@@ -84,7 +94,7 @@ class ResumableCheckpoint(ModelCheckpoint):
         if self._stop_requested(trainer):
             trainer.should_stop = True
         stopping = trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step
-        periodic = self.every_n_iterations > 0 and iterations_done(trainer, pl_module) % self.every_n_iterations == 0
+        periodic = self.every_n_iterations > 0 and self._iterations_done(trainer) % self.every_n_iterations == 0
         if not (periodic or stopping) or self._should_skip_saving_checkpoint(trainer):
             return
         candidates = self._monitor_candidates(trainer)
@@ -118,7 +128,7 @@ class ResumableCheckpoint(ModelCheckpoint):
     def _monitor_candidates(self, trainer: Trainer) -> dict[str, torch.Tensor]:
         """Lightning's candidates plus `iteration`, which a `filename` may use ("{iteration}")."""
         candidates = super()._monitor_candidates(trainer)
-        candidates.setdefault("iteration", torch.tensor(iterations_done(trainer, trainer.lightning_module)))
+        candidates.setdefault("iteration", torch.tensor(self._iterations_done(trainer)))
         return candidates
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:

@@ -1,6 +1,6 @@
 """FID and KID between real and generated images, as a callback for any method.
 
-The LightningModule provides one hook,
+The LightningModule provides `dfgen.contract.SetFidelity`,
 
     fidelity_images(batch, batch_idx) -> (real [B, 3, H, W], generated [B', 3, H, W]), in [-1, 1]
 
@@ -21,7 +21,9 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchmetrics.utilities.data import dim_zero_cat
 
+from callbacks.contract import ChecksContract
 from callbacks.inception import InceptionPool
+from dfgen.contract import SetFidelity
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -56,7 +58,7 @@ class CanonicalKID(KernelInceptionDistance):
         return super().compute()
 
 
-class FIDKID(Callback):
+class FIDKID(ChecksContract, Callback):
     """FID and KID (mean and std over subsets) at the end of validation and test.
 
     Args:
@@ -72,6 +74,8 @@ class FIDKID(Callback):
         seed: seed of KID's subset sampling, so that results are reproducible and equal on
             every process.
     """
+
+    module_needs = (SetFidelity,)
 
     def __init__(
         self,
@@ -97,8 +101,7 @@ class FIDKID(Callback):
         self._seen = {"real": 0, "generated": 0}  # images added by this process
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if not hasattr(pl_module, "fidelity_images"):
-            raise TypeError(f"{type(pl_module).__name__} has no fidelity_images(batch, batch_idx) hook for FIDKID")
+        super().setup(trainer, pl_module, stage)
         if self.feature_extractor is None:
             self.feature_extractor = InceptionPool(2048, self.weights_path)
         self.feature_extractor.eval().requires_grad_(False)

@@ -1,22 +1,21 @@
 """IoU of learned masks against ground-truth masks, with the threshold searched over a grid.
 
-The LightningModule's `validation_step` / `test_step` returns {"masks": soft masks
-[B, 1, H, W] in [0, 1], "target_masks": binary masks [B, 1, H, W]} when ground truth exists
-(mask-based content transfer: the mask of the added content as a weakly supervised
-segmentation). For every threshold t the intersection and union of [mask >= t] with the
-target are summed over the whole set (so the result is exact under DDP with an unpadded
-evaluation sampler); the IoU at the best threshold, that threshold and the IoU at 0.5 are
+The LightningModule's `validation_step` / `test_step` returns `dfgen.contract.MaskOutputs`,
+{"masks": soft masks [B, 1, H, W] in [0, 1], "target_masks": binary masks [B, 1, H, W]},
+when ground truth exists (mask-based content transfer: the mask of the added content as a
+weakly supervised segmentation). For every threshold t the intersection and union of
+[mask >= t] with the target are summed over the whole set (so the result is exact under DDP
+with an unpadded evaluation sampler); the IoU at the best threshold, that threshold and the IoU at 0.5 are
 logged as `<stage>/mask_iou`, `<stage>/mask_threshold` and `<stage>/mask_iou_at_0.5`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from callbacks.evaluation import SetMetric
+from dfgen.contract import MaskOutputs
 
 DEFAULT_THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]
 
@@ -33,6 +32,8 @@ class MaskIoU(SetMetric):
     thresholds: the grid searched (default 0.05, 0.10, ..., 0.95; 0.5 is always added).
     """
 
+    reads = MaskOutputs
+
     def __init__(self, thresholds: list[float] | None = None) -> None:
         grid = thresholds if thresholds is not None else DEFAULT_THRESHOLDS
         self.thresholds = torch.tensor(sorted(set(grid) | {0.5}))
@@ -43,9 +44,7 @@ class MaskIoU(SetMetric):
         self.counts = torch.zeros(len(self.thresholds), 2, dtype=torch.float64, device=pl_module.device)
 
     @torch.no_grad()
-    def _update(self, outputs: Any) -> None:
-        if not (isinstance(outputs, dict) and "masks" in outputs):
-            return
+    def _update(self, outputs: MaskOutputs) -> None:
         self.counts += mask_overlap_counts(outputs["masks"], outputs["target_masks"], self.thresholds).to(self.counts)
 
     def _finish(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

@@ -1,15 +1,13 @@
 """Mean intersection-over-union over a whole validation or test set, exact under DDP.
 
-The LightningModule's `validation_step` / `test_step` returns {"preds": logits [B, C, H, W]
-or labels [B, H, W], "target": labels [B, H, W]}. One confusion matrix is accumulated over
-the whole set (a sum, so the all-reduce across processes is exact); evaluation data
-loaders should use an unpadded distributed sampler (`datamodules.evaluation_loader`) so
-that no image is counted twice.
+The LightningModule's `validation_step` / `test_step` returns `dfgen.contract.SegmentationOutputs`,
+{"preds": logits [B, C, H, W] or labels [B, H, W], "target": labels [B, H, W]}, for every
+batch. One confusion matrix is accumulated over the whole set (a sum, so the all-reduce
+across processes is exact); evaluation data loaders should use an unpadded distributed
+sampler (`datamodules.evaluation_loader`) so that no image is counted twice.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -18,6 +16,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from callbacks.evaluation import SetMetric
 from dfgen.cityscapes import CITYSCAPES_CLASSES, IGNORE_LABEL, NUM_CLASSES
+from dfgen.contract import SegmentationOutputs
 
 
 class MeanIoU(SetMetric):
@@ -32,6 +31,9 @@ class MeanIoU(SetMetric):
         class_names: names for the per-class table; defaults to the Cityscapes classes when
             there are 19, else class indices.
     """
+
+    reads = SegmentationOutputs
+    reads_every_batch = True
 
     def __init__(
         self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_LABEL, class_names: list[str] | None = None
@@ -51,9 +53,7 @@ class MeanIoU(SetMetric):
         self.metric.to(pl_module.device)
         self.metric.reset()
 
-    def _update(self, outputs: Any) -> None:
-        if not isinstance(outputs, dict) or "preds" not in outputs:
-            raise TypeError("MeanIoU expects validation/test steps to return {'preds': ..., 'target': ...}")
+    def _update(self, outputs: SegmentationOutputs) -> None:
         self.metric.update(outputs["preds"].detach(), outputs["target"])
 
     def _finish(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

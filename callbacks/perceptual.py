@@ -7,9 +7,9 @@ relu5_1 features and the mean Gram matrices of reference images of the target do
 summed over layers and averaged over translations. Both are sums over the set, so they are
 exact under DDP.
 
-The LightningModule's `validation_step` / `test_step` returns {"sources": [B, C, H, W],
-"translations": [B, 3, H, W]} in [-1, 1]; the DataModule provides `style_references()`
--> [N, 3, H, W], target-domain images.
+The LightningModule's `validation_step` / `test_step` returns `dfgen.contract.SourceTranslationOutputs`,
+{"sources": [B, C, H, W], "translations": [B, 3, H, W]} in [-1, 1]; the DataModule provides
+`dfgen.contract.StyleReferences`, `style_references()` -> [N, 3, H, W], target-domain images.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from callbacks.evaluation import SetMetric
+from dfgen.contract import SourceTranslationOutputs, StyleReferences
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG-19
 STYLE_LAYERS = {1: "relu1_1", 6: "relu2_1", 11: "relu3_1", 20: "relu4_1", 29: "relu5_1"}  # index in vgg19().features
@@ -83,6 +84,9 @@ class ContentStyleDistances(SetMetric):
         weights_path: VGG-19 weights file for the default extractor.
     """
 
+    reads = SourceTranslationOutputs
+    datamodule_needs = (StyleReferences,)
+
     def __init__(self, feature_extractor: nn.Module | None = None, weights_path: str | None = None) -> None:
         self.feature_extractor = feature_extractor if feature_extractor is not None else VGGFeatures(weights_path)
         self.feature_extractor.eval().requires_grad_(False)
@@ -104,9 +108,7 @@ class ContentStyleDistances(SetMetric):
         self.reference_grams = [g.to(device) for g in self.reference_grams]
 
     @torch.no_grad()
-    def _update(self, outputs: Any) -> None:
-        if not isinstance(outputs, dict) or "translations" not in outputs:
-            return
+    def _update(self, outputs: SourceTranslationOutputs) -> None:
         sources = self.feature_extractor(as_rgb(outputs["sources"]))
         translations = self.feature_extractor(as_rgb(outputs["translations"]))
         content = (sources["content"] - translations["content"]).square().flatten(1).mean(dim=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -15,6 +15,15 @@ from torchvision.utils import save_image
 
 from callbacks.media import frame_strips, to_unit_range, write_gif
 from dfgen.cityscapes import colourise
+from dfgen.contract import (
+    ClassNames,
+    ClassPrediction,
+    ImagePrediction,
+    SegmentationPrediction,
+    VideoPrediction,
+    provides,
+    step_outputs,
+)
 from dfgen.video_files import write_video_file
 
 
@@ -23,13 +32,17 @@ def holds_files(directory: Path) -> bool:
 
 
 class FilePredictionWriter(BasePredictionWriter, ABC):
-    """Base of the writers: each predicted batch goes to `write(directory, prediction)`.
+    """Base of the writers: each predicted batch goes to `write(directory, prediction)`, with
+    the keys of the writer's `reads`, the TypedDict of `dfgen.contract` that `predict_step`
+    returns for it (a missing key is an error that names it).
 
     A predict never writes beside an earlier one's files, which could not be told apart from its
     own: the directory is `output_dir`, which must be empty or absent, or by default
     `<trainer.default_root_dir>/predictions`, or the first of `predictions_2`, `predictions_3`, ...
     that is empty when it holds files already (the run says which).
     """
+
+    reads: ClassVar[type]
 
     def __init__(self, output_dir: str | None = None) -> None:
         super().__init__(write_interval="batch")
@@ -79,9 +92,10 @@ class FilePredictionWriter(BasePredictionWriter, ABC):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        files = step_outputs(prediction, self.reads, type(self).__name__, pl_module, "predict_step", required=True)
         directory = self.resolve_dir(trainer)
         directory.mkdir(parents=True, exist_ok=True)
-        self.write(directory, prediction)
+        self.write(directory, files)
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
@@ -92,15 +106,17 @@ class FilePredictionWriter(BasePredictionWriter, ABC):
 class ImagePredictionWriter(FilePredictionWriter):
     """Saves each predicted image as `<output_dir>/<name>.png`, plus `grid.png` of the first ones.
 
-    `predict_step` returns {"images": [B, 3, H, W] in [-1, 1], "names": list of B names}
-    and optionally "extras": {name: [3, H, W]}, single images written beside them but left
-    out of the grid (SinGAN's reconstruction, for example).
+    `predict_step` returns `dfgen.contract.ImagePrediction`, {"images": [B, 3, H, W] in
+    [-1, 1], "names": list of B names} and optionally "extras": {name: [3, H, W]}, single
+    images written beside them but left out of the grid (SinGAN's reconstruction, for example).
 
     Args:
         output_dir: where to write; None means `<trainer.default_root_dir>/predictions`.
         grid_size: how many of the first images `grid.png` shows (0 disables the grid).
         grid_nrow: images per row of the grid.
     """
+
+    reads = ImagePrediction
 
     def __init__(self, output_dir: str | None = None, grid_size: int = 16, grid_nrow: int = 4) -> None:
         super().__init__(output_dir)
@@ -129,14 +145,17 @@ class ImagePredictionWriter(FilePredictionWriter):
 class VideoPredictionWriter(FilePredictionWriter):
     """Saves each predicted clip as `<output_dir>/<name>.mp4`, `<name>.gif` and `<name>_frames.png` (a strip).
 
-    `predict_step` returns {"videos": [B, 3, T, H, W] in [-1, 1], "names": list of B names,
-    "fps": frame rate}. MP4 is H.264 (MPEG-4 Part 2 when FFmpeg has no H.264 encoder); odd
-    sizes are padded by one repeated row/column, as the codecs need even sizes.
+    `predict_step` returns `dfgen.contract.VideoPrediction`, {"videos": [B, 3, T, H, W] in
+    [-1, 1], "names": list of B names, "fps": frame rate}. MP4 is H.264 (MPEG-4 Part 2 when
+    FFmpeg has no H.264 encoder); odd sizes are padded by one repeated row/column, as the
+    codecs need even sizes.
 
     Args:
         output_dir: where to write; None means `<trainer.default_root_dir>/predictions`.
         formats: any of "mp4", "gif", "frames".
     """
+
+    reads = VideoPrediction
 
     def __init__(self, output_dir: str | None = None, formats: tuple[str, ...] = ("mp4", "gif", "frames")) -> None:
         super().__init__(output_dir)
@@ -162,11 +181,14 @@ class SegmentationPredictionWriter(FilePredictionWriter):
     one channel: the pseudo-labels of self-distillation, `data.pseudo_label_dir`) and
     `<output_dir>/color/<name>.png` (the Cityscapes palette).
 
-    `predict_step` returns {"train_ids": list of [h, w] integer maps, "names": list of names}.
+    `predict_step` returns `dfgen.contract.SegmentationPrediction`, {"train_ids": list of
+    [h, w] integer maps, "names": list of names}.
 
     Args:
         output_dir: where to write; None means `<trainer.default_root_dir>/predictions`.
     """
+
+    reads = SegmentationPrediction
 
     def write(self, directory: Path, prediction: dict[str, Any]) -> None:
         for kind in ("train_ids", "color"):
@@ -180,14 +202,18 @@ class SegmentationPredictionWriter(FilePredictionWriter):
 class ClassPredictionWriter(FilePredictionWriter):
     """Writes `<output_dir>/predictions.csv`: per image its file, then its `top_k` most probable
     classes, each as index, name and probability (one file per process under DDP:
-    `predictions_rank<r>.csv`). Class names come from the DataModule's `class_names`.
+    `predictions_rank<r>.csv`). Class names come from the DataModule when it provides
+    `dfgen.contract.ClassNames`; otherwise the name column is empty.
 
-    `predict_step` returns {"names": list of B file names, "probabilities": [B, num_classes]}.
+    `predict_step` returns `dfgen.contract.ClassPrediction`, {"names": list of B file names,
+    "probabilities": [B, num_classes]}.
 
     Args:
         output_dir: where to write; None means `<trainer.default_root_dir>/predictions`.
         top_k: how many classes per image, most probable first.
     """
+
+    reads = ClassPrediction
 
     def __init__(self, output_dir: str | None = None, top_k: int = 5) -> None:
         super().__init__(output_dir)
@@ -201,7 +227,8 @@ class ClassPredictionWriter(FilePredictionWriter):
         super().setup(trainer, pl_module, stage)
         single = trainer.world_size == 1
         self._file_name = "predictions.csv" if single else f"predictions_rank{trainer.global_rank}.csv"
-        self._class_names = getattr(trainer.datamodule, "class_names", None)
+        datamodule = trainer.datamodule
+        self._class_names = list(datamodule.class_names) if provides(datamodule, ClassNames) else None
 
     def write(self, directory: Path, prediction: dict[str, Any]) -> None:
         probabilities = prediction["probabilities"].float().cpu()  # [B, num_classes]

@@ -4,22 +4,25 @@ Each spatial position of an Inception activation map is one sample: one Gaussian
 fitted to the real image's positions and one to each generated image's, and SIFID is
 the Fréchet distance between them, reported as mean and std over the generated images.
 
-The LightningModule provides one hook,
+The LightningModule provides `dfgen.contract.SingleImageFidelity`,
 
-    sifid_images(num_samples) -> (real [1, 3, H, W], generated [num_samples, 3, H, W]), in [-1, 1]
+    sifid_images(num_samples) -> {name: (real [1, 3, H, W], generated [num_samples, 3, H, W])}, in [-1, 1]
 
-or a dict {name: (real, generated)} when it has several outputs, each to be compared with
-the image whose appearance it should carry (structural analogy's samples and translations).
+each generated set with the image whose appearance it should carry: SinGAN's one set is named
+"" (logged as "<stage>/sifid_mean"), structural analogy's samples and translations have names
+(logged as "<stage>/sifid_<name>_mean").
 """
 
 from __future__ import annotations
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 
+from callbacks.evaluation import SampleMetric
 from callbacks.fid_kid import to_uint8
 from callbacks.inception import InceptionSpatial
+from dfgen.contract import CONTRACT_FILE, ContractError, SingleImageFidelity
 
 
 def gaussian_of_positions(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +51,7 @@ def sifid(feature_extractor: nn.Module, real: torch.Tensor, generated: torch.Ten
     return torch.stack(scores)
 
 
-class SIFID(Callback):
+class SIFID(SampleMetric):
     """SIFID mean and std over `num_samples` generated images, at the end of training and test.
 
     Args:
@@ -60,6 +63,8 @@ class SIFID(Callback):
         weights_path: Inception weights file; None looks in the torch hub cache.
     """
 
+    module_needs = (SingleImageFidelity,)
+
     def __init__(
         self,
         num_samples: int = 50,
@@ -67,36 +72,29 @@ class SIFID(Callback):
         feature_extractor: nn.Module | None = None,
         weights_path: str | None = None,
     ) -> None:
-        self.num_samples = num_samples
+        super().__init__(num_samples)
         self.channels = channels
         self.feature_extractor = feature_extractor
         self.weights_path = weights_path
-        self.last: dict[str, float] = {}
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if not hasattr(pl_module, "sifid_images"):
-            raise TypeError(f"{type(pl_module).__name__} has no sifid_images(num_samples) hook for SIFID")
+        super().setup(trainer, pl_module, stage)
         if self.feature_extractor is None:
             self.feature_extractor = InceptionSpatial(self.channels, self.weights_path)
         self.feature_extractor.eval().requires_grad_(False)
 
-    @torch.no_grad()
-    def evaluate(self, trainer: Trainer, pl_module: LightningModule, prefix: str) -> None:
-        """Log "<prefix>/sifid_mean" and "_std", or "<prefix>/sifid_<name>_mean" and "_std" per named output."""
+    def measure(self, pl_module: LightningModule) -> dict[str, float]:
+        """The mean and std over samples of every named set: "sifid_mean", or "sifid_<name>_mean", and "_std"."""
         self.feature_extractor.to(pl_module.device)
         groups = pl_module.sifid_images(self.num_samples)
-        groups = groups if isinstance(groups, dict) else {"": groups}
-        self.last = {}
+        if not isinstance(groups, dict):
+            raise ContractError(
+                f"SIFID needs {type(pl_module).__name__}.sifid_images to return {{name: (real, generated)}} "
+                f"({CONTRACT_FILE}); it returned {type(groups).__name__}"
+            )
+        values = {}
         for name, (real, generated) in groups.items():
             scores = sifid(self.feature_extractor, real.to(pl_module.device), generated.to(pl_module.device))
-            key = f"{prefix}/sifid_{name}_" if name else f"{prefix}/sifid_"
-            self.last |= {key + "mean": scores.mean().item(), key + "std": scores.std().item()}
-        for logger in trainer.loggers:
-            logger.log_metrics(self.last, step=getattr(pl_module, "iteration", trainer.global_step))
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.is_global_zero:
-            self.evaluate(trainer, pl_module, "train")
-
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.evaluate(trainer, pl_module, "test")
+            key = f"sifid_{name}_" if name else "sifid_"
+            values |= {key + "mean": scores.mean().item(), key + "std": scores.std().item()}
+        return values

@@ -1,10 +1,11 @@
 """How well translations keep their content, measured by a classifier of the target domain.
 
-The LightningModule's `validation_step` / `test_step` returns {"translations": images of the
-target domain [B, C, H, W], "labels": the labels they should get [B]} (or nothing while it
-has no translation to evaluate). A classifier trained on the target domain labels the
-translations; the accuracy (one-shot translation's "translation accuracy") is a sum over
-the whole set, so it is exact under DDP with an unpadded evaluation sampler.
+The LightningModule's `validation_step` / `test_step` returns `dfgen.contract.TranslationOutputs`,
+{"translations": images of the target domain [B, C, H, W], "labels": the labels they should
+get [B]} (or neither key while it has no translation to evaluate). A classifier trained on
+the target domain labels the translations; the accuracy (one-shot translation's "translation
+accuracy") is a sum over the whole set, so it is exact under DDP with an unpadded evaluation
+sampler.
 
 Two extensions: translations [B, K, C, H, W] are K translations of each source (with
 different guides), whose class probabilities are averaged before the decision
@@ -14,8 +15,6 @@ each logged as `<stage>/<name>_accuracy` (for example both directions of a domai
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import nn
@@ -23,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from callbacks.evaluation import SetMetric
 from dfgen.checkpoint_files import load_network_weights
+from dfgen.contract import TranslationOutputs
 
 CLASSIFIER_CHECKPOINT = "a checkpoint of lightning_modules.ImageClassifier"
 
@@ -38,6 +38,8 @@ class TranslationAccuracy(SetMetric):
         num_classes: number of classes (10 digits).
     """
 
+    reads = TranslationOutputs
+
     def __init__(self, classifier: nn.Module, checkpoint: str | None = None, num_classes: int = 10) -> None:
         self.classifier = classifier
         self.checkpoint = checkpoint
@@ -46,6 +48,7 @@ class TranslationAccuracy(SetMetric):
         self.last: dict[str, float] = {}
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         if self.checkpoint:  # loaded here, so that a config parses before the classifier is trained
             load_network_weights(self.classifier, self.checkpoint, CLASSIFIER_CHECKPOINT)
             self.checkpoint = None
@@ -57,9 +60,7 @@ class TranslationAccuracy(SetMetric):
         self.metrics = {}
 
     @torch.no_grad()
-    def _update(self, outputs: Any) -> None:
-        if not (isinstance(outputs, dict) and "translations" in outputs):
-            return
+    def _update(self, outputs: TranslationOutputs) -> None:
         translations, labels = outputs["translations"], outputs["labels"]
         if not isinstance(translations, dict):
             translations, labels = {"translation": translations}, {"translation": labels}

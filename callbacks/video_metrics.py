@@ -1,7 +1,7 @@
 """Metrics of single-video generation: diversity and a SIFID-style score per clip, after the
 measures of the HP-VAE-GAN paper's evaluation.
 
-The LightningModule provides one hook,
+The LightningModule provides `dfgen.contract.VideoClips`,
 
     video_metric_clips(num_samples) -> (real [1, 3, T, H, W], generated [N, 3, T, H, W]), in [-1, 1]
 
@@ -21,15 +21,17 @@ motion; the numbers are not comparable with the paper's SVFID.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 
+from callbacks.evaluation import SampleMetric
 from callbacks.fid_kid import to_uint8
 from callbacks.inception import InceptionSpatial
 from callbacks.sifid import frechet_distance, gaussian_of_positions
+from dfgen.contract import VideoClips
 
 
 def diversity(real: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
@@ -54,35 +56,18 @@ def video_sifid(feature_extractor: nn.Module, real: torch.Tensor, generated: tor
     return torch.stack(scores)
 
 
-class _VideoMetric(Callback, ABC):
-    """Evaluates at the end of training (rank 0) and of `test`; logs under "<train|test>/<name>..."."""
+class _VideoMetric(SampleMetric):
+    """A metric of the module's real clip and `num_samples` generated clips."""
 
-    def __init__(self, num_samples: int) -> None:
-        self.num_samples = num_samples
-        self.last: dict[str, float] = {}
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if not hasattr(pl_module, "video_metric_clips"):
-            raise TypeError(f"{type(pl_module).__name__} has no video_metric_clips(num_samples) hook")
+    module_needs = (VideoClips,)
 
     @abstractmethod
-    def measure(self, pl_module: LightningModule, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
+    def measure_clips(self, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
         """The metric's values by name, from the real clip [1, 3, T, H, W] and generated clips [N, 3, T, H, W]."""
 
-    @torch.no_grad()
-    def evaluate(self, trainer: Trainer, pl_module: LightningModule, prefix: str) -> None:
+    def measure(self, pl_module: LightningModule) -> dict[str, float]:
         real, generated = pl_module.video_metric_clips(self.num_samples)
-        values = self.measure(pl_module, real.to(pl_module.device), generated.to(pl_module.device))
-        self.last = {f"{prefix}/{name}": value for name, value in values.items()}
-        for logger in trainer.loggers:
-            logger.log_metrics(self.last, step=getattr(pl_module, "iteration", trainer.global_step))
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.is_global_zero:
-            self.evaluate(trainer, pl_module, "train")
-
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.evaluate(trainer, pl_module, "test")
+        return self.measure_clips(real.to(pl_module.device), generated.to(pl_module.device))
 
 
 class VideoDiversity(_VideoMetric):
@@ -97,7 +82,7 @@ class VideoDiversity(_VideoMetric):
             raise ValueError(f"diversity needs at least 2 samples, got num_samples={num_samples}")
         super().__init__(num_samples)
 
-    def measure(self, pl_module: LightningModule, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
+    def measure_clips(self, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
         return {"diversity": diversity(real, generated).item()}
 
 
@@ -130,7 +115,7 @@ class VideoSIFID(_VideoMetric):
             self.feature_extractor = InceptionSpatial(self.channels, self.weights_path)
         self.feature_extractor.eval().requires_grad_(False)
 
-    def measure(self, pl_module: LightningModule, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
-        scores = video_sifid(self.feature_extractor.to(pl_module.device), real, generated)
+    def measure_clips(self, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
+        scores = video_sifid(self.feature_extractor.to(real.device), real, generated)
         std = scores.std().item() if len(scores) > 1 else 0.0
         return {"video_sifid_mean": scores.mean().item(), "video_sifid_std": std}

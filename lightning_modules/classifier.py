@@ -20,6 +20,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from dfgen.contract import ClassPrediction
 from dfgen.settings import NON_NEGATIVE, POSITIVE, PROBABILITY, Each, OneOf, Range, check_settings
 from lightning_modules.networks.classifiers import RESNETS, build_classifier
 from lightning_modules.networks.losses import jensen_shannon_consistency
@@ -133,7 +134,7 @@ class ImageClassifier(PermutedAdaINCheckpointing, LightningModule):
         self.log_dict({f"val/{name}": value for name, value in scores.items()}, prog_bar=True)
         self.val_accuracy.reset()
 
-    def predict_step(self, batch: tuple[torch.Tensor, list[str]], batch_idx: int) -> dict:
+    def predict_step(self, batch: tuple[torch.Tensor, list[str]], batch_idx: int) -> ClassPrediction:
         """Class probabilities [B, num_classes] of a batch of images, with their file names."""
         images, names = batch
         return {"names": list(names), "probabilities": self(images).softmax(dim=1)}

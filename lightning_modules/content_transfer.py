@@ -18,6 +18,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.utils import make_grid
 
 from dfgen.checkpoint_files import load_checkpoint_file
+from dfgen.contract import ImagePrediction
 from dfgen.settings import (
     AT_LEAST_1,
     BETAS,
@@ -181,7 +182,8 @@ class MaskContentTransfer(TwoDomainModule):
         Logs the removals' SSIM with their inputs (the similarity column of the removal
         table) and, with ground-truth masks ("mask_b"), the L1 change outside the content.
         Returns transfers (to be classified B, label 1) and removals (A, label 0) for the
-        membership classifier, and the masks of the B images for the mask IoU callback.
+        membership classifier (`TranslationOutputs`), and with ground-truth masks the masks of
+        the B images for the mask IoU callback (`MaskOutputs`; both of dfgen.contract).
         """
         a, b = batch["a"], batch["b"]
         transfers = self.transfer(a, b.roll(1, dims=0))[0]
@@ -228,7 +230,7 @@ class MaskContentTransfer(TwoDomainModule):
             self._then.eval()
         return self._then
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> ImagePrediction:
         """Every operation on each pair (a_i, b_i), written as `<i>_<kind>.png` (PREDICTION_KINDS):
         a, b, b's content added to a and its mask, b's content replacing b_{i-1}'s, b's removal,
         b's content-removed rendering and b's mask; with `then_checkpoint` also the second

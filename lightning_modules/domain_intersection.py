@@ -14,11 +14,10 @@ the intersection G(E_c(x), 0, 0), the union G(E_c(x), E_A(a), E_B(b)), and inter
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torchvision.utils import make_grid
 
+from dfgen.contract import ImagePrediction, TranslationOutputs
 from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, OneOf, Range, check_settings
 from lightning_modules.networks.disentangle import (
     CONFUSION_TARGETS,
@@ -191,7 +190,7 @@ class DomainIntersectionDifference(TwoDomainModule):
         guides = range(min(self.hparams.guides_per_image, len(b)))
         return torch.stack([self.translate_a_to_b(a, b.roll(k, dims=0)) for k in guides], dim=1)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> TranslationOutputs:
         """Reconstruction errors, and the translations that the accuracy callback classifies.
 
         With labelled A images ("a_labels", digits) the classifier must find a's class in its
@@ -225,7 +224,7 @@ class DomainIntersectionDifference(TwoDomainModule):
         }
 
     # ------------------------------------------------------------------ predict
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> ImagePrediction:
         """Every operation on each pair (a_i, b_i), written as `<i>_<kind>.png` (PREDICTION_KINDS),
         and, for the first batch, the three interpolation grids."""
         a, b = batch["a"], batch["b"]

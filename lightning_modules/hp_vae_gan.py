@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.optim import Adam
 
+from dfgen.contract import VideoPrediction
 from dfgen.resize import VideoShape
 from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, OneOf, check_settings
 from dfgen.tensors import draw_per_sample, psnr, seeded_generators
@@ -328,7 +329,7 @@ class HPVAEGAN(ProgressiveModule):
         for level, real in enumerate(pyramid):
             self.log(f"test/rec_psnr_level_{level}", psnr(self.reconstruct(pyramid[0], level), real))
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> VideoPrediction:
         """Clips for a `SampleRequests` batch: {"videos": [B, 3, T, H, W], "names", "fps"}."""
         shapes = [tuple(shape) for shape in batch["shapes"][0].tolist()]
         videos = self.sample(batch["seed"].tolist(), shapes)

@@ -26,6 +26,7 @@ from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 
 from dfgen.checkpoint_files import load_checkpoint_file
+from dfgen.contract import ImagePrediction
 from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, OneOf, check_settings
 from lightning_modules.iterative import IterativeModule
 from lightning_modules.networks.losses import latent_kl, lsgan
@@ -318,7 +319,8 @@ class OneShotTranslation(IterativeModule):
 
     # ------------------------------------------------------------------ evaluation and predict
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Translate A test images into B; logs A's reconstruction error, returns what callbacks measure."""
+        """Translate A test images into B; logs A's reconstruction error, returns what callbacks measure:
+        dfgen.contract's `TranslationOutputs` and `SourceTranslationOutputs` at once (nothing in phase 1)."""
         images, labels = batch
         if self.hparams.phase == 1:  # B's autoencoder only: nothing of A is trained yet
             return {}
@@ -328,7 +330,7 @@ class OneShotTranslation(IterativeModule):
 
     test_step = validation_step
 
-    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> ImagePrediction:
         """Phase 2, per A image: the image, its reconstruction x_AA, its translation x_AB and the cycle
         x_ABA (a row of the grid, 3-channel); index 0 is the single training sample. Phase 1 (the
         DataModule gives B test images then): each B image and its reconstruction x_BB."""

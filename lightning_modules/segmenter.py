@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from dfgen.checkpoint_files import load_network_weights
 from dfgen.cityscapes import IGNORE_LABEL, NUM_CLASSES
+from dfgen.contract import SegmentationOutputs, SegmentationPrediction
 from dfgen.settings import (
     AT_LEAST_1,
     BETAS,
@@ -241,7 +242,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         """Discriminator scores [B, 2K, H, W] of features [B, 2048, h, w], upsampled to `size`."""
         return upsample(self.discriminator(features), size)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> SegmentationOutputs:
         """Predicted train ids at the full label size, for the mIoU callback."""
         labels = batch["labels"]
         logits = upsample(self.network(batch["images"]), labels.shape[-2:])
@@ -250,7 +251,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
 
     test_step = validation_step
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> SegmentationPrediction:
         """Train ids [B, h, w] at each image's original size, with the images' names."""
         logits = self.network(batch["images"])
         train_ids = [upsample(score[None], tuple(size.tolist())).argmax(dim=1)[0] for score, size in

@@ -18,6 +18,7 @@ from torch import nn
 from torch.optim import Adam
 from torch.optim.lr_scheduler import MultiStepLR
 
+from dfgen.contract import ImagePrediction
 from dfgen.resize import Shape, rescale
 from dfgen.settings import (
     AT_LEAST_1,
@@ -218,10 +219,11 @@ class SinGAN(ImagePyramidModule):
         seeds = list(range(seed, seed + num_samples))
         return {"samples": self.sample(seeds, last_scale=scale), "reconstruction": self.reconstruct(scale)}
 
-    def sifid_images(self, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The SIFID callback's hook: the finest real image and `num_samples` random samples."""
+    def sifid_images(self, num_samples: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The SIFID callback's hook: the finest real image and `num_samples` random samples, as
+        the one unnamed set (logged as "<stage>/sifid_mean")."""
         real = self.trainer.datamodule.pyramid[-1].to(self.device)
-        return real, self.sample(list(range(num_samples)))
+        return {"": (real, self.sample(list(range(num_samples))))}
 
     def test_step(self, pyramid: list[torch.Tensor], batch_idx: int) -> None:
         """Reconstruction PSNR (dB, images in [-1, 1]) of every scale's real image."""
@@ -284,7 +286,7 @@ class SinGAN(ImagePyramidModule):
         return metrics | {f"scale_{scale}/noise_amp": self.noise_amps[scale], "scale": scale}
 
     # ------------------------------------------------------------------ predict
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> ImagePrediction:
         """Generate the images a `SampleRequests` batch asks for; returns images and file names.
 
         With an injected image and a mask (harmonization, editing), the output is composited

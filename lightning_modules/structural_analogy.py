@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.optim import Adam
 
+from dfgen.contract import ImagePrediction
 from dfgen.resize import Shape, resize
 from dfgen.settings import AT_LEAST_1, BETAS, NON_NEGATIVE, POSITIVE, Each, Range, check_settings
 from dfgen.tensors import draw_per_sample, psnr, seeded_generators
@@ -296,7 +297,7 @@ class StructuralAnalogy(ImagePyramidModule):
         return {f"scale_{scale}/{k}": v for k, v in metrics.items()} | {"scale": scale}
 
     # ------------------------------------------------------------------ predict
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> ImagePrediction:
         """Samples of both domains and their translations, or translations of an injected image.
 
         Random samples come as rows [A sample, its translation to B, B sample, its translation
