@@ -12,12 +12,12 @@ so it clips nothing (it returns 0): `critic_clip_norm=None`, the default, is tha
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
 
 import torch
 from torch import nn
 from torch.optim import Adam
 
+from dfgen.contract import ImagePrediction, TranslationOutputs
 from lightning_modules.iterative import IterativeModule
 
 
@@ -66,7 +66,7 @@ class TwoDomainModule(IterativeModule, ABC):
 
     # ------------------------------------------------------------------ evaluation and predict
     @staticmethod
-    def membership(batch: dict[str, torch.Tensor], **translations: tuple[torch.Tensor, int]) -> dict[str, Any]:
+    def membership(batch: dict[str, torch.Tensor], **translations: tuple[torch.Tensor, int]) -> TranslationOutputs:
         """The accuracy callback's outputs for named translations, each with the domain label its
         images should be classified as (A: 0, B: 1)."""
         return {
@@ -86,7 +86,7 @@ class TwoDomainModule(IterativeModule, ABC):
         return {name: images.clamp(-1, 1) for name, images in previews.items()}
 
     @staticmethod
-    def prediction(batch: dict[str, torch.Tensor], rows: list[torch.Tensor], kinds: list[str]) -> dict[str, Any]:
+    def prediction(batch: dict[str, torch.Tensor], rows: list[torch.Tensor], kinds: list[str]) -> ImagePrediction:
         """`predict`'s images: for every pair i of the batch the rows' i-th images, named `<i>_<kind>`."""
         names = [f"{index:05d}_{kind}" for index in batch["index"].tolist() for kind in kinds]
         return {"images": torch.stack(rows, dim=1).flatten(0, 1).clamp(-1, 1), "names": names}
