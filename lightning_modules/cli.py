@@ -342,7 +342,7 @@ def composed_config(path: Path) -> dict[str, Any] | None:
     file at fault.
     """
     try:
-        settings = get_loader("yaml")(path.read_text())
+        settings = _yaml_content(path)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None  # jsonargparse says what is wrong with the file
     if not isinstance(settings, dict) or BASE_KEY not in settings:
@@ -374,12 +374,17 @@ def _base_settings(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{including}: its {BASE_KEY} {path} is not a file")
     try:
-        settings = get_loader("yaml")(path.read_text())
+        settings = _yaml_content(path)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"{including}: its {BASE_KEY} {path} cannot be read: {error}") from None
     if not isinstance(settings, dict):
         raise ValueError(f"{including}: its {BASE_KEY} {path} is not a mapping of settings")
     return settings
+
+
+def _yaml_content(path: Path) -> Any:
+    """The YAML file `path` read as jsonargparse reads YAML (e.g. `1e-4` is a number)."""
+    return get_loader("yaml")(path.read_text())
 
 
 def merged_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -393,7 +398,12 @@ def merged_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str,
 
 
 class ComposingArgumentParser(LightningArgumentParser):
-    """LightningArgumentParser whose config files may build on others through `base:`."""
+    """LightningArgumentParser whose config files may build on others through `base:`.
+
+    A composed file's settings are parsed as a config given as text: a relative path in them
+    (the project's configs write every data, asset and run path relative to the working
+    directory) keeps its meaning, but a nested config file named in them (`model: model.yaml`)
+    is looked for from the working directory, not from the file's directory."""
 
     def parse_path(self, path: str | os.PathLike, *args: Any, **kwargs: Any) -> Namespace:
         """A config file with a `base:` is parsed as its composed settings (`composed_config`),
