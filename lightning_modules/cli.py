@@ -244,91 +244,6 @@ def trainer_callbacks(config: Any) -> list[Any]:
     return listed
 
 
-class DFGenCLI(LightningCLI):
-    """LightningCLI whose runs are resumable and keep all their outputs under one root."""
-
-    def _parse_ckpt_path(self) -> None:
-        """`--ckpt_path last` becomes the file it names before Lightning reads the checkpoint's
-        hyper-parameters from it (Lightning does that for explicit paths only), and a model setting
-        that the checkpoint replaces is reported. `predict` and `test` need a checkpoint."""
-        subcommand = self.config.get("subcommand")
-        if not subcommand:
-            return
-        config = self.config[subcommand]
-        if config.get("ckpt_path") == "last":
-            path = last_checkpoint(config)
-            if path is not None:
-                config.ckpt_path = str(path)
-            elif subcommand != "fit":
-                raise FileNotFoundError(
-                    f"--ckpt_path last: no last*.ckpt under {run_root(config) / 'checkpoints'}; "
-                    "train first or give a checkpoint file"
-                )
-        if subcommand in ("predict", "test") and not config.get("ckpt_path"):
-            raise ValueError(
-                f"{subcommand} needs --ckpt_path: a checkpoint file, or `last` for the newest last*.ckpt "
-                f"in {run_root(config) / 'checkpoints'} (without one, an untrained model's outputs would be written)"
-            )
-        before = model_settings(config)
-        super()._parse_ckpt_path()
-        after = model_settings(self.config[subcommand])
-        replaced = changed_settings(before, after)
-        if replaced:
-            say(f"--ckpt_path {config.ckpt_path}: the checkpoint's model settings replace the given "
-                f"{', '.join(replaced)}")  # fmt: skip
-
-    def before_instantiate_classes(self) -> None:
-        """A W&B logger without an explicit id resumes the run it logged to when `--ckpt_path` is given."""
-        config = self.config.get(self.subcommand) if self.subcommand else self.config
-        if config is None or self.subcommand != "fit":
-            return
-        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
-        root = run_root(config)
-        for logger in loggers:
-            is_wandb = getattr(logger, "class_path", "").endswith("WandbLogger")
-            if not is_wandb:
-                continue
-            if logger.init_args.get("save_dir") in (None, "."):
-                logger.init_args.save_dir = str(root)
-            if logger.init_args.get("id") is None:
-                logger.init_args.id = wandb_run_id(root, resuming=bool(config.get("ckpt_path")))
-
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        config = self._get(self.config_init, "trainer", default={})
-        root = Path(config.get("default_root_dir") or os.getcwd())
-        if config.get("strategy") == "ddp" and not self.model.automatic_optimization:
-            # Adversarial steps leave the other player's (and other scales') parameters out of
-            # each backward, which plain DDP rejects; unused-parameter detection handles it.
-            kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
-        config["callbacks"] = trainer_callbacks(config)
-        if config.get("logger") in (None, True):
-            kwargs["logger"] = [TensorBoardLogger(root, name="tensorboard"), CSVLogger(root, name="csv")]
-        trainer = super().instantiate_trainer(**kwargs)
-        for checkpoint in trainer.checkpoint_callbacks:
-            if checkpoint.dirpath is None:  # one fixed folder, so that `--ckpt_path last` finds it
-                checkpoint.dirpath = str(root / "checkpoints")
-        return trainer
-
-    def fit(self, model: LightningModule, **kwargs: Any) -> None:
-        """`Trainer.fit` holding the run folder's lock, stopping cleanly on a signal (see StopOnSignal)."""
-        trainer = self.trainer
-        with RunLock(Path(trainer.default_root_dir)), StopOnSignal(trainer) as stop:
-            try:
-                trainer.fit(model, **kwargs)
-            except SIGTERMException:  # Lightning's own SIGTERM stop, raised between iterations
-                stop.received = stop.received or signal.SIGTERM
-            except SystemExit:  # Lightning exits with 1 after a second Ctrl-C
-                if stop.exit_code is None:
-                    raise
-        if stop.exit_code is None:
-            return
-        say(f"stopped by {signal.Signals(stop.received).name} at iteration {iterations_done(trainer, model)}; "
-            "resume with --ckpt_path last")  # fmt: skip
-        if stop.received == getattr(signal, "SIGUSR1", None) and trainer.is_global_zero:
-            requeue_slurm_job()
-        raise SystemExit(stop.exit_code)
-
-
 BASE_KEY = "base"
 
 
@@ -416,6 +331,97 @@ class ComposingArgumentParser(LightningArgumentParser):
         return self.parse_string(content, os.path.basename(path), *args, **kwargs)
 
 
+class DFGenCLI(LightningCLI):
+    """LightningCLI whose runs are resumable and keep all their outputs under one root."""
+
+    def __init__(
+        self, *args: Any, parser_class: type[LightningArgumentParser] = ComposingArgumentParser, **kwargs: Any
+    ) -> None:
+        """LightningCLI's arguments; its config files may build on others (ComposingArgumentParser)."""
+        super().__init__(*args, parser_class=parser_class, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """`--ckpt_path last` becomes the file it names before Lightning reads the checkpoint's
+        hyper-parameters from it (Lightning does that for explicit paths only), and a model setting
+        that the checkpoint replaces is reported. `predict` and `test` need a checkpoint."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if config.get("ckpt_path") == "last":
+            path = last_checkpoint(config)
+            if path is not None:
+                config.ckpt_path = str(path)
+            elif subcommand != "fit":
+                raise FileNotFoundError(
+                    f"--ckpt_path last: no last*.ckpt under {run_root(config) / 'checkpoints'}; "
+                    "train first or give a checkpoint file"
+                )
+        if subcommand in ("predict", "test") and not config.get("ckpt_path"):
+            raise ValueError(
+                f"{subcommand} needs --ckpt_path: a checkpoint file, or `last` for the newest last*.ckpt "
+                f"in {run_root(config) / 'checkpoints'} (without one, an untrained model's outputs would be written)"
+            )
+        before = model_settings(config)
+        super()._parse_ckpt_path()
+        after = model_settings(self.config[subcommand])
+        replaced = changed_settings(before, after)
+        if replaced:
+            say(f"--ckpt_path {config.ckpt_path}: the checkpoint's model settings replace the given "
+                f"{', '.join(replaced)}")  # fmt: skip
+
+    def before_instantiate_classes(self) -> None:
+        """A W&B logger without an explicit id resumes the run it logged to when `--ckpt_path` is given."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if config is None or self.subcommand != "fit":
+            return
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        root = run_root(config)
+        for logger in loggers:
+            is_wandb = getattr(logger, "class_path", "").endswith("WandbLogger")
+            if not is_wandb:
+                continue
+            if logger.init_args.get("save_dir") in (None, "."):
+                logger.init_args.save_dir = str(root)
+            if logger.init_args.get("id") is None:
+                logger.init_args.id = wandb_run_id(root, resuming=bool(config.get("ckpt_path")))
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        config = self._get(self.config_init, "trainer", default={})
+        root = Path(config.get("default_root_dir") or os.getcwd())
+        if config.get("strategy") == "ddp" and not self.model.automatic_optimization:
+            # Adversarial steps leave the other player's (and other scales') parameters out of
+            # each backward, which plain DDP rejects; unused-parameter detection handles it.
+            kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
+        config["callbacks"] = trainer_callbacks(config)
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = [TensorBoardLogger(root, name="tensorboard"), CSVLogger(root, name="csv")]
+        trainer = super().instantiate_trainer(**kwargs)
+        for checkpoint in trainer.checkpoint_callbacks:
+            if checkpoint.dirpath is None:  # one fixed folder, so that `--ckpt_path last` finds it
+                checkpoint.dirpath = str(root / "checkpoints")
+        return trainer
+
+    def fit(self, model: LightningModule, **kwargs: Any) -> None:
+        """`Trainer.fit` holding the run folder's lock, stopping cleanly on a signal (see StopOnSignal)."""
+        trainer = self.trainer
+        with RunLock(Path(trainer.default_root_dir)), StopOnSignal(trainer) as stop:
+            try:
+                trainer.fit(model, **kwargs)
+            except SIGTERMException:  # Lightning's own SIGTERM stop, raised between iterations
+                stop.received = stop.received or signal.SIGTERM
+            except SystemExit:  # Lightning exits with 1 after a second Ctrl-C
+                if stop.exit_code is None:
+                    raise
+        if stop.exit_code is None:
+            return
+        say(f"stopped by {signal.Signals(stop.received).name} at iteration {iterations_done(trainer, model)}; "
+            "resume with --ckpt_path last")  # fmt: skip
+        if stop.received == getattr(signal, "SIGUSR1", None) and trainer.is_global_zero:
+            requeue_slurm_job()
+        raise SystemExit(stop.exit_code)
+
+
 def build_cli(args: list[str] | dict | None = None) -> DFGenCLI:
     """Parse `args` (default: sys.argv), build the objects and run the subcommand.
 
@@ -428,7 +434,6 @@ def build_cli(args: list[str] | dict | None = None) -> DFGenCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         auto_configure_optimizers=False,
-        parser_class=ComposingArgumentParser,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "omegaconf", "exit_on_error": False},
         args=args,
