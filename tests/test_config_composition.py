@@ -6,8 +6,10 @@ every error names the file at fault."""
 from pathlib import Path
 
 import pytest
+import yaml
 
-from lightning_modules.cli import cli_main, merged_settings
+from lightning_modules.cli import BASE_KEY, cli_main, merged_settings
+from tests.helpers import run_cli
 from tests.test_configs import resolved_config
 
 BASE = """\
@@ -105,3 +107,17 @@ def test_a_bad_base_is_one_line_naming_the_file(files, at_fault, expected, tmp_p
     message = capsys.readouterr().err.strip()
     assert message.startswith(f"error: {tmp_path / at_fault}: "), message
     assert expected in message and "\n" not in message, message
+
+
+def test_a_composed_config_trains_and_saves_its_merged_settings(base, tmp_path):
+    root = tmp_path / "run"
+    task = write(
+        tmp_path / "task.yaml",
+        f"base: shared/_base.yaml\nmodel:\n  init_args: {{iters_per_scale: 2}}\ndata:\n  init_args: {{max_size: 16}}\n"
+        f"trainer: {{accelerator: cpu, logger: false, default_root_dir: {root}}}\n",
+    )
+    run_cli("fit", "--config", str(task))
+    assert (root / "kept" / "last.ckpt").is_file()  # the base's checkpoint folder, in the task's run folder
+    saved = yaml.safe_load(next(root.rglob("config.yaml")).read_text())
+    assert BASE_KEY not in saved and saved["model"]["init_args"]["iters_per_scale"] == 2
+    assert saved["trainer"]["callbacks"][1]["init_args"]["dirpath"] == f"{root}/kept"
