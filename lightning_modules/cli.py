@@ -14,6 +14,10 @@ exits with 128 + the signal's number (130, 143, 138; after SIGUSR1 a SLURM job i
 Only one `fit` at a time writes into a `default_root_dir`. An expected error (a bad file or
 setting) prints one line and exits with 1 (2 for a command-line error); DFGEN_TRACEBACK=1
 shows the whole traceback instead.
+
+A config file given to `--config` may build on others: a top-level `base:` names a file (or a
+list of files, merged in order) relative to the including file, whose settings it inherits and
+overrides (see `composed_config`).
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import yaml
+from jsonargparse import Namespace, get_loader
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -238,8 +244,101 @@ def trainer_callbacks(config: Any) -> list[Any]:
     return listed
 
 
+BASE_KEY = "base"
+
+
+def composed_config(path: Path) -> dict[str, Any] | None:
+    """The settings of the config file `path` merged on top of those of the files its top-level
+    `base:` names, or None when it names none (jsonargparse then reads the file as usual).
+
+    `base:` is a path, or a list of paths merged in order, relative to the directory of the file
+    that names it; a base may have a base. The file's own settings override its bases': mappings
+    merge key by key, any other value (a list included) replaces the base's. Every error names the
+    file at fault.
+    """
+    try:
+        settings = _yaml_content(path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # jsonargparse says what is wrong with the file
+    if not isinstance(settings, dict) or BASE_KEY not in settings:
+        return None
+    return _on_top_of_bases(path, settings, ())
+
+
+def _on_top_of_bases(path: Path, settings: dict[str, Any], including: tuple[Path, ...]) -> dict[str, Any]:
+    """`settings` (those of the file `path`, which the files `including` include in turn) merged on
+    top of its bases."""
+    bases = settings.pop(BASE_KEY, [])
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(base, str) for base in bases):
+        raise ValueError(f"{path}: `{BASE_KEY}:` must be a config file's path or a list of them, got {bases!r}")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        chain = (*including, path)
+        base_path = path.parent / base
+        merged = merged_settings(merged, _on_top_of_bases(base_path, _base_settings(base_path, chain), chain))
+    return merged_settings(merged, settings)
+
+
+def _base_settings(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The settings of the base file `path` that the last file of `chain` names."""
+    including = chain[-1]
+    if any(path.resolve() == other.resolve() for other in chain):
+        cycle = " -> ".join(str(file) for file in (*chain, path))
+        raise ValueError(f"{including}: config files include each other in a cycle: {cycle}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{including}: its {BASE_KEY} {path} is not a file")
+    try:
+        settings = _yaml_content(path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"{including}: its {BASE_KEY} {path} cannot be read: {error}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{including}: its {BASE_KEY} {path} is not a mapping of settings")
+    return settings
+
+
+def _yaml_content(path: Path) -> Any:
+    """The YAML file `path` read as jsonargparse reads YAML (e.g. `1e-4` is a number)."""
+    return get_loader("yaml")(path.read_text())
+
+
+def merged_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `override` on top: mappings merge key by key, other values (lists too) replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = merged_settings(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+class ComposingArgumentParser(LightningArgumentParser):
+    """LightningArgumentParser whose config files may build on others through `base:`.
+
+    A composed file's settings are parsed as a config given as text: a relative path in them
+    (the project's configs write every data, asset and run path relative to the working
+    directory) keeps its meaning, but a nested config file named in them (`model: model.yaml`)
+    is looked for from the working directory, not from the file's directory."""
+
+    def parse_path(self, path: str | os.PathLike, *args: Any, **kwargs: Any) -> Namespace:
+        """A config file with a `base:` is parsed as its composed settings (`composed_config`),
+        through the parser's loader, so that interpolations see the merged settings; any other
+        file as jsonargparse parses it."""
+        composed = composed_config(Path(os.fspath(path)))
+        if composed is None:
+            return super().parse_path(path, *args, **kwargs)
+        content = yaml.safe_dump(composed, sort_keys=False, allow_unicode=True)
+        return self.parse_string(content, os.path.basename(path), *args, **kwargs)
+
+
 class DFGenCLI(LightningCLI):
     """LightningCLI whose runs are resumable and keep all their outputs under one root."""
+
+    def __init__(
+        self, *args: Any, parser_class: type[LightningArgumentParser] = ComposingArgumentParser, **kwargs: Any
+    ) -> None:
+        """LightningCLI's arguments; its config files may build on others (ComposingArgumentParser)."""
+        super().__init__(*args, parser_class=parser_class, **kwargs)
 
     def _parse_ckpt_path(self) -> None:
         """`--ckpt_path last` becomes the file it names before Lightning reads the checkpoint's

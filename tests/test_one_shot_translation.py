@@ -14,6 +14,7 @@ from callbacks.perceptual import ContentStyleDistances, VGGFeatures, gram
 from callbacks.translation import TranslationAccuracy
 from datamodules.digits import OneShotDigitsDataModule, disjoint_halves, load_domain, read_mnist, read_svhn
 from datamodules.unpaired_folders import UnpairedFoldersDataModule, flip_and_rotate
+from lightning_modules.cli import composed_config
 from lightning_modules.networks.losses import latent_kl, lsgan
 from lightning_modules.networks.ost import (
     DigitCritic,
@@ -333,7 +334,7 @@ def test_resnet_recipe_runs_both_phases_on_folders(tmp_path):
     tiny = {"ngf": 8, "num_res_blocks_shared": 1, "iterations": 3, "lr_decay_start": 1, "epoch_iterations": 1}
     configs = {}
     for phase in (1, 2):
-        config = yaml.safe_load((REPO / f"configs/one_shot_translation/facades_phase{phase}.yaml").read_text())
+        config = composed_config(REPO / f"configs/one_shot_translation/facades_phase{phase}.yaml")
         config["model"]["init_args"] |= tiny | {"phase_one_checkpoint": str(tmp_path / "p1/checkpoints/last.ckpt")}
         config["data"]["init_args"] |= {"root": str(data), "load_size": 36, "crop_size": 32, "num_references": 2}
         config["trainer"] |= {"accelerator": "cpu", "default_root_dir": str(tmp_path / f"p{phase}")}
