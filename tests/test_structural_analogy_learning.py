@@ -56,6 +56,8 @@ from lightning_modules.structural_analogy import OTHER, StructuralAnalogy
 from tests.test_singan_learning import missed_bars
 from tests.test_singan_networks import reference_imresize
 
+pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make test-fast` does not
+
 SIZE, MIN_SIZE, ITERS_PER_SCALE, WIDTH, SEED = 18, 12, 90, 16, 0
 PALETTES = {domain: torch.tensor(p, dtype=torch.float32) * 2 - 1 for domain, p in zip("ab", ANALOGY_PALETTES)}
 BARS = {
