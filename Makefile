@@ -37,14 +37,18 @@ video-demo: $(BIN)/lightning
 	$(BIN)/lightning predict --config configs/hp_vae_gan/demo.yaml --trainer.default_root_dir=$(VIDEO_ROOT) \
 		--ckpt_path=$(VIDEO_ROOT)/checkpoints/last.ckpt
 
+# two test processes (pytest-xdist), each computing with one thread; TEST_WORKERS=0 runs them in this one
+TEST_WORKERS ?= 2
+PYTEST := WANDB_MODE=disabled $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+
 test: $(BIN)/lightning
 	WANDB_MODE=disabled $(BIN)/ruff check .
-	WANDB_MODE=disabled $(BIN)/python -m pytest
+	$(PYTEST)
 
 # the development tier: everything but the tests marked slow
 test-fast: $(BIN)/lightning
 	WANDB_MODE=disabled $(BIN)/ruff check .
-	WANDB_MODE=disabled $(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: $(BIN)/lightning
 	$(BIN)/python -m benchmarks.singan_speed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import signal as signal_module
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -165,19 +166,36 @@ def predict_run(config: str, last: Path, root: Path, *extra: str) -> Path:
     return root / "predictions"
 
 
-def assert_ddp_ranks_agree(config: str, root: Path, *extra: str) -> None:
-    """A 2-process DDP fit on CPU (gloo) ends with identical weights and buffers on both ranks."""
+def free_port() -> int:
+    """A TCP port free on this machine now (the system picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_two_processes(*args: str) -> subprocess.CompletedProcess:
+    """`run_cli_subprocess` of a 2-process DDP run on CPU (gloo), on a port of its own: two such runs at
+    once (parallel test workers) never meet, whatever MASTER_PORT the environment holds."""
+    return run_cli_subprocess(
+        *args, "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+        env={"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())},
+    )  # fmt: skip
+
+
+def assert_ddp_ranks_agree(config: str, root: Path, *extra: str) -> Path:
+    """A 2-process DDP fit on CPU ends with identical weights and buffers on both ranks; returns its
+    last.ckpt."""
     weights = root / "weights"
-    result = run_cli_subprocess(
-        "fit", "--config", config, *extra, f"--trainer.default_root_dir={root}", "--trainer.devices=2",
-        "--trainer.strategy=ddp", "--trainer.callbacks+=tests.helpers.SaveRankWeights",
-        f"--trainer.callbacks.directory={weights}",
+    result = run_two_processes(
+        "fit", "--config", config, *extra, f"--trainer.default_root_dir={root}",
+        "--trainer.callbacks+=tests.helpers.SaveRankWeights", f"--trainer.callbacks.directory={weights}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = torch.load(weights / "rank_0.pt"), torch.load(weights / "rank_1.pt")
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
+    return root / "checkpoints" / "last.ckpt"
 
 
 def million_parameters(module: torch.nn.Module) -> float:

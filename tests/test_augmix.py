@@ -84,7 +84,7 @@ def test_fit_with_augmix_and_cosine_schedule(tmp_path):
     cli = run_cli(
         "fit", "--config", str(REPO / "configs/padain/smoke.yaml"), f"--data.data_dir={data}",
         f"--trainer.default_root_dir={tmp_path / 'run'}", "--data.augmix=true", "--data.normalize=false",
-        "--model.schedule=cosine", "--trainer.max_epochs=1",
+        "--model.schedule=cosine", "--trainer.max_epochs=1", "--model.network=tests.helpers.TinyClassifierNet",
     )  # fmt: skip
     assert "train/jsd" in cli.trainer.logged_metrics
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] < 0.05  # annealed

@@ -15,9 +15,12 @@ from datamodules.cifar import CIFARDataModule, read_cifar, read_corruption
 from lightning_modules.classifier import ImageClassifier, corruption_summary
 from lightning_modules.networks.classifiers import build_classifier
 from synthetic import write_cifar, write_cifar_c
-from tests.helpers import REPO, run_cli, run_cli_subprocess
+from tests.helpers import REPO, run_cli
 
 SMOKE = str(REPO / "configs/padain/smoke.yaml")
+# the data, the schedule and the test reports are the subject here: a network of a few thousand
+# weights serves them (pAdaIN after both convolutions) in a fraction of ResNet-18's time
+TINY_NETWORK = ["--model.network=tests.helpers.TinyClassifierNet"]
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +75,10 @@ def test_corruption_summary_averages_severities_then_corruptions():
 def test_fit_then_test_on_clean_and_corrupted_sets(cifar, tmp_path):
     corrupted = write_cifar_c(tmp_path / "c", num_classes=10, per_severity=8)
     root = tmp_path / "run"
-    run_cli("fit", "--config", SMOKE, f"--data.data_dir={cifar}", f"--trainer.default_root_dir={root}")
+    common = ["--config", SMOKE, f"--data.data_dir={cifar}", f"--trainer.default_root_dir={root}", *TINY_NETWORK]
+    run_cli("fit", *common)
     cli = run_cli(
-        "test", "--config", SMOKE, f"--data.data_dir={cifar}", f"--trainer.default_root_dir={root}",
-        f"--ckpt_path={root / 'checkpoints' / 'last.ckpt'}", f"--data.corruptions_dir={corrupted}",
+        "test", *common, f"--ckpt_path={root / 'checkpoints' / 'last.ckpt'}", f"--data.corruptions_dir={corrupted}",
         "--data.corruptions=[gaussian_noise,contrast]",
     )  # fmt: skip
     metrics = cli.trainer.callback_metrics
@@ -85,6 +88,7 @@ def test_fit_then_test_on_clean_and_corrupted_sets(cifar, tmp_path):
     assert "| gaussian_noise/3 |" in table and "| mean_corruption_error |" in table
 
 
+@pytest.mark.slow  # 6 epochs of a ResNet-18
 def test_learns_the_planted_classes(cifar, tmp_path):
     """The synthetic classes (colour and stripes) are learnable: measured 100% after 6 epochs (chance 10%)."""
     cli = run_cli(
@@ -93,15 +97,6 @@ def test_learns_the_planted_classes(cifar, tmp_path):
         "--model.milestones=[100]", "--model.lr=0.02", "--data.rotation=0",
     )  # fmt: skip
     assert cli.trainer.callback_metrics["val/top1"] > 0.8
-
-
-def test_two_process_ddp_fit(cifar, tmp_path):
-    result = run_cli_subprocess(
-        "fit", "--config", SMOKE, f"--data.data_dir={cifar}", f"--trainer.default_root_dir={tmp_path}",
-        "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_epochs=1",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_bad_dataset_path_is_a_clear_error(tmp_path):
@@ -127,6 +122,7 @@ def test_image_folders_fit_and_imagenet_c_test(tmp_path):
         "--model=ImageClassifier", "--model.num_classes=3", "--model.padain_p=0.5", "--model.milestones=[5]",
         "--data=ImageFolderDataModule", f"--data.data_dir={data}", "--data.image_size=32", "--data.resize=32",
         "--data.batch_size=8", "--data.num_workers=0", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
+        *TINY_NETWORK, "--model.network.num_classes=3",
         f"--trainer.default_root_dir={root}", "--trainer.callbacks=callbacks.ResumableCheckpoint",
     ]  # fmt: skip
     run_cli("fit", *common)

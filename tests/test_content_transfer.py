@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.optim import Adam
 
 from callbacks.mask_iou import MaskIoU
@@ -17,7 +16,6 @@ from lightning_modules.networks.disentangle import CodeCritic
 from lightning_modules.networks.mask_transfer import MaskTransferLoss, MaskTransferNetworks
 from synthetic import write_synthetic_celeba
 from tests.helpers import (
-    assert_ddp_ranks_agree,
     fit_run,
     logged_columns,
     million_parameters,
@@ -216,22 +214,3 @@ def test_smoke_fit_logs_losses_mask_iou_samples_and_predicts_every_operation(smo
 def test_predict_applies_a_second_model_after_the_first(smoke_run, faces, tmp_path):
     predictions = predict_run(SMOKE, smoke_run, tmp_path, *data_args(faces), f"--model.then_checkpoint={smoke_run}")
     assert (predictions / "00000_then.png").is_file()
-
-
-def test_resumed_run_ends_with_the_same_weights(faces, tmp_path):
-    config = yaml.safe_load(Path(SMOKE).read_text())
-    config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 2 * 3, "save_top_k": -1}
-    path = tmp_path / "resume.yaml"
-    path.write_text(yaml.safe_dump(config))
-    uninterrupted = fit_run(str(path), tmp_path / "a", *data_args(faces))
-    middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=6.ckpt"
-    assert torch.load(middle, weights_only=True)["iteration_progress"]["iteration"] == 3
-    resumed = fit_run(str(path), tmp_path / "b", *data_args(faces), f"--ckpt_path={middle}")
-    expected = torch.load(uninterrupted, weights_only=True)["state_dict"]
-    actual = torch.load(resumed, weights_only=True)["state_dict"]
-    for key, value in expected.items():
-        assert torch.equal(actual[key], value), key
-
-
-def test_two_process_ddp_leaves_identical_weights(faces, tmp_path):
-    assert_ddp_ranks_agree(SMOKE, tmp_path, *data_args(faces))

@@ -44,6 +44,8 @@ from synthetic import moving_square_clip, write_clip
 from tests.helpers import TinySpatialFeatures
 from tests.test_hp_vae_gan import reconstruction_by_hand
 
+pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make test-fast` does not
+
 SETTINGS = dict(iters_per_scale=80, num_vae_levels=2, width=8, latent_dim=8, num_blocks=4)
 MUTANTS = {  # name -> (settings, the bar it must miss)
     "adversarial_weight_0": ({"adversarial_weight": 0.0}, "realism"),

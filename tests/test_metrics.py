@@ -1,7 +1,5 @@
 """FID, KID, SIFID and mIoU against independent computations, in one process and under DDP."""
 
-import csv
-
 import numpy as np
 import pytest
 import scipy.linalg
@@ -21,7 +19,6 @@ from tests.helpers import (
     ToyImages,
     ToySegmentation,
     ToySegmenter,
-    run_cli_subprocess,
 )
 
 
@@ -125,40 +122,3 @@ def test_miou_equals_a_hand_built_confusion_matrix():
     iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
     assert callback.last["val/miou"] == pytest.approx(iou.mean(), rel=1e-6)
     assert callback.last["val/iou/2"] == pytest.approx(iou[2], rel=1e-6)
-
-
-def logged(root) -> dict[str, float]:
-    rows = list(csv.DictReader(next(root.glob("csv/version_*/metrics.csv")).read_text().splitlines()))
-    return {k: float(v) for row in rows for k, v in row.items() if v and k != "step" and k != "epoch"}
-
-
-@pytest.mark.parametrize(
-    ("model", "data", "callback", "keys"),
-    [
-        (
-            "tests.helpers.ToyGenerator", "tests.helpers.ToyImages",
-            ["--trainer.callbacks=callbacks.FIDKID", "--trainer.callbacks.feature_extractor=tests.helpers.TinyFeatures",
-             "--trainer.callbacks.max_samples=24", "--trainer.callbacks.kid_subset_size=12",
-             "--trainer.callbacks.kid_subsets=10"],
-            ["val/fid", "val/kid_mean", "val/kid_std"],
-        ),
-        (
-            "tests.helpers.ToySegmenter", "tests.helpers.ToySegmentation",
-            ["--trainer.callbacks=callbacks.MeanIoU", "--trainer.callbacks.num_classes=4"],
-            ["val/miou"],
-        ),
-    ],
-)  # fmt: skip
-def test_two_processes_give_the_single_process_result(tmp_path, model, data, callback, keys):
-    results = {}
-    for devices in (1, 2):
-        root = tmp_path / f"devices_{devices}"
-        outcome = run_cli_subprocess(
-            "validate", f"--model={model}", f"--data={data}", *callback, f"--trainer.devices={devices}",
-            "--trainer.accelerator=cpu", "--trainer.strategy=ddp" if devices == 2 else "--trainer.strategy=auto",
-            f"--trainer.default_root_dir={root}",
-        )  # fmt: skip
-        assert outcome.returncode == 0, outcome.stderr[-3000:]
-        results[devices] = logged(root)
-    for key in keys:
-        assert results[2][key] == pytest.approx(results[1][key], rel=1e-6), key

@@ -31,6 +31,8 @@ from lightning_modules.classifier import ImageClassifier
 from lightning_modules.networks.classifiers import DigitClassifier
 from lightning_modules.one_shot_translation import OneShotTranslation
 
+pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make test-fast` does not
+
 MEASURED_THREADS = 1  # the figures above (tests/conftest.py pins it)
 
 WIDTHS = {"ngf": 32, "ndf": 32}

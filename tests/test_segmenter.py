@@ -21,7 +21,7 @@ from lightning_modules.networks.deeplab import ASPPv2, ClassDomainDiscriminator,
 from lightning_modules.networks.padain import PermutedAdaIN
 from lightning_modules.segmenter import soft_cross_entropy, soft_labels
 from synthetic import write_segmentation_shift
-from tests.helpers import assert_ddp_ranks_agree, fit_run, logged_columns, predict_run, run_cli_subprocess
+from tests.helpers import fit_run, logged_columns, predict_run
 
 
 def test_deeplab_scores_at_output_stride_eight():
@@ -227,30 +227,7 @@ def validation_miou(root: Path) -> float:
     return next(float(row["val/miou"]) for row in rows if row.get("val/miou"))
 
 
-def test_two_process_validation_gives_the_single_process_miou(smoke_run, scenes, tmp_path):
-    for devices in (1, 2):
-        result = run_cli_subprocess(
-            "validate", "--config", SMOKE, *scenes, f"--ckpt_path={smoke_run}", "--data.num_eval=5",
-            f"--trainer.devices={devices}", f"--trainer.default_root_dir={tmp_path / str(devices)}",
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-    assert validation_miou(tmp_path / "2") == pytest.approx(validation_miou(tmp_path / "1"), abs=1e-6)
-
-
-def test_resumed_run_ends_with_the_same_weights(scenes, tmp_path):
-    uninterrupted = fit_run(SMOKE, tmp_path / "a", *scenes, "--trainer.callbacks.save_top_k=-1")
-    middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=2.ckpt"
-    resumed = fit_run(SMOKE, tmp_path / "b", *scenes, f"--ckpt_path={middle}")
-    expected = torch.load(uninterrupted, weights_only=True)["state_dict"]
-    actual = torch.load(resumed, weights_only=True)["state_dict"]
-    for key, value in expected.items():
-        assert torch.equal(actual[key], value), key
-
-
-def test_two_process_ddp_leaves_identical_weights(scenes, tmp_path):
-    assert_ddp_ranks_agree(SMOKE, tmp_path, *scenes)
-
-
+@pytest.mark.slow  # a predict and a second fit of ResNet-50
 def test_self_distillation_trains_on_pseudo_labels_from_an_earlier_stage(smoke_run, scenes, tmp_path):
     pseudo_labels = predict_run(SMOKE, smoke_run, tmp_path / "labels", *scenes, "--data.eval_split=train")
     first = SemanticSegmenter(backbone="resnet50", frozen_batch_norm=False, init_checkpoint=str(smoke_run))
@@ -276,6 +253,7 @@ FADA = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # three fits of ResNet-50
 def test_adversarial_stage_trains_a_discriminator_and_resumes_exactly(smoke_run, scenes, tmp_path):
     stage_one = f"--model.init_checkpoint={smoke_run}"
     last = fit_run(SMOKE, tmp_path / "a", *scenes, *FADA, stage_one, "--trainer.callbacks.save_top_k=-1")
@@ -289,7 +267,3 @@ def test_adversarial_stage_trains_a_discriminator_and_resumes_exactly(smoke_run,
     assert any(key.startswith("discriminator.") for key in expected)
     for key, value in expected.items():
         assert torch.equal(actual[key], value), key
-
-
-def test_two_process_adversarial_stage_leaves_identical_weights(smoke_run, scenes, tmp_path):
-    assert_ddp_ranks_agree(SMOKE, tmp_path, *scenes, *FADA, f"--model.init_checkpoint={smoke_run}")

@@ -10,12 +10,15 @@ mIoU 0.49 with 2 threads (road 0.79, sky 0.63, building 0.49, car 0.06) and 0.38
 present; the test requires 0.3.
 """
 
+import pytest
 from lightning.pytorch import Trainer, seed_everything
 
 from callbacks.miou import MeanIoU
 from datamodules.segmentation import GTAVCityscapesDataModule
 from lightning_modules.segmenter import SemanticSegmenter
 from synthetic import write_segmentation_shift
+
+pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make test-fast` does not
 
 
 def test_source_only_training_segments_the_shifted_target(tmp_path):

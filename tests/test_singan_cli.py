@@ -1,6 +1,7 @@
 """SinGAN end to end through the real CLI and configs/singan/smoke.yaml."""
 
 from functools import partial
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,10 @@ from skimage import filters, morphology
 
 from datamodules.single_image import SingleImageDataModule, load_image
 from dfgen.resize import resize
+from lightning_modules.cli import cli_main
 from lightning_modules.singan import SinGAN
 from tests.helpers import (
     REPO,
-    assert_ddp_ranks_agree,
     fit_run,
     logged_columns,
     predict_run,
@@ -188,53 +189,29 @@ def test_test_reports_reconstruction_psnr_and_sifid(trained, tmp_path):
     assert sifid["test/sifid_mean"] > 0 and sifid["test/sifid_std"] > 0
 
 
-def test_resumed_run_ends_with_the_same_weights(tmp_path):
-    config = yaml.safe_load(Path(SMOKE).read_text())
-    config["trainer"]["callbacks"][-1]["init_args"] = {"every_n_train_steps": 6 * 13, "save_top_k": -1}
-    config["data"]["init_args"]["path"] = str(REPO / config["data"]["init_args"]["path"])
-    path = tmp_path / "resume.yaml"
-    path.write_text(yaml.safe_dump(config))
-
-    uninterrupted = fit(tmp_path / "a", "--config", str(path))
-    middle = tmp_path / "a" / "checkpoints" / "epoch=0-step=78.ckpt"  # scale 2, step 3
-    assert torch.load(middle, weights_only=True)["iteration_progress"]["iteration"] == 13
-    run_cli("fit", "--config", str(path), f"--trainer.default_root_dir={tmp_path / 'b'}", f"--ckpt_path={middle}")
-    resumed = tmp_path / "b" / "checkpoints" / "last.ckpt"
-
-    expected = torch.load(uninterrupted, weights_only=True)
-    actual = torch.load(resumed, weights_only=True)
-    assert actual["iteration_progress"]["iteration"] == 50
-    for key, value in expected["state_dict"].items():
-        assert torch.equal(actual["state_dict"][key], value), key
-
-
-def test_resume_from_last_continues_at_the_same_scale(tmp_path):
-    fit(tmp_path, "--trainer.max_steps=60")  # stops after 10 iterations, at the start of scale 2
-    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["iteration_progress"]["iteration"] == 10
-    fit(tmp_path, "--ckpt_path=last")
-    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["iteration_progress"]["iteration"] == 50
-
-
-def test_entry_points_share_one_cli(tmp_path):
-    help_text = run_cli_subprocess("fit", "--help").stdout
+def test_help_lists_every_method_and_the_printed_config_takes_the_command_line(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["fit", "--help"])
+    assert exited.value.code == 0
+    help_text = capsys.readouterr().out
     assert "SinGAN" in help_text and "SingleImageDataModule" in help_text
-    printed = run_cli_subprocess("fit", "--config", SMOKE, "--model.iters_per_scale=500", "--print_config")
-    assert printed.returncode == 0, printed.stderr
-    assert yaml.safe_load(printed.stdout)["model"]["init_args"]["iters_per_scale"] == 500
-    options = run_cli_subprocess("fit", "--model.help", "SinGAN")
-    assert "--model.resample_rec_noise" in options.stdout + options.stderr
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["fit", "--model.help", "SinGAN"])
+    assert exited.value.code == 0 and "--model.resample_rec_noise" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["fit", "--config", SMOKE, "--model.iters_per_scale=500", "--print_config"])
+    assert exited.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["iters_per_scale"] == 500
 
 
-def test_bad_image_is_a_clear_error_before_any_output(tmp_path):
-    root = tmp_path / "run"
-    result = run_cli_subprocess("fit", "--config", SMOKE, f"--trainer.default_root_dir={root}", "--data.path=nope.png")
-    assert result.returncode != 0
-    assert "nope.png: no such image file" in result.stderr
-    assert not root.exists()
-
-
-def test_two_process_ddp_leaves_identical_weights(tmp_path):
-    assert_ddp_ranks_agree(SMOKE, tmp_path)
+@pytest.mark.slow  # an interpreter of its own
+def test_entry_points_share_one_cli():
+    """The installed `lightning` and `dfgen` are the same console script, and `python -m
+    lightning_modules.cli` runs it too."""
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts") if e.name in ("lightning", "dfgen")}
+    assert scripts == {"lightning": "lightning_modules.cli:cli_main", "dfgen": "lightning_modules.cli:cli_main"}
+    help_text = run_cli_subprocess("fit", "--help")
+    assert help_text.returncode == 0 and "SinGAN" in help_text.stdout
 
 
 def test_disabling_the_progress_bar_overrides_the_configs_bar(tmp_path):

@@ -40,6 +40,8 @@ from lightning_modules.singan import SinGAN
 from tests.helpers import REPO
 from tests.test_singan_networks import reference_imresize
 
+pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make test-fast` does not
+
 BARS = {
     "reconstruction_psnr": (25.0, None),  # dB
     "patch_rmse": (None, 0.07),

@@ -56,6 +56,8 @@ from synthetic import ANALOGY_PALETTES, paint, write_image
 from tests.test_singan_learning import missed_bars
 from tests.test_singan_networks import reference_imresize
 
+pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make test-fast` does not
+
 SIZE, MIN_SIZE, ITERS_PER_SCALE, WIDTH, SEED = 18, 12, 90, 16, 0
 PALETTES = {domain: torch.tensor(p, dtype=torch.float32) * 2 - 1 for domain, p in zip("ab", ANALOGY_PALETTES)}
 BARS = {

@@ -48,6 +48,7 @@ def test_every_swept_value_is_accepted_by_the_cli(path, monkeypatch, tmp_path):
             assert cli.config[section]["init_args"][key] == value, (name, value)
 
 
+@pytest.mark.slow  # two command-line runs in interpreters of their own
 def test_a_sweep_trial_runs_end_to_end_with_wandb_offline(tmp_path):
     sweep = yaml.safe_load((REPO / "configs" / "sweeps" / "singan.yaml").read_text())
     values = {name: spec["values"][0] for name, spec in sweep["parameters"].items()}
@@ -67,12 +68,13 @@ def test_a_sweep_trial_runs_end_to_end_with_wandb_offline(tmp_path):
     assert b"train/sifid_mean" in history and b"samples/reconstruction" in history
 
 
-def test_resuming_continues_the_same_wandb_run(tmp_path):
+@pytest.mark.slow  # two command-line runs in interpreters of their own
+def test_resuming_continues_the_same_wandb_run(tiny_runs, tmp_path):
     common = [
-        "--config", str(REPO / "configs/singan/smoke.yaml"), "--trainer.logger=WandbLogger",
+        "--config", str(tiny_runs.config("singan")), "--trainer.logger=WandbLogger",
         "--trainer.logger.offline=true", f"--trainer.default_root_dir={tmp_path}",
     ]  # fmt: skip
-    first = run_cli_subprocess("fit", *common, "--trainer.max_steps=60", env={"WANDB_MODE": "offline"})
+    first = run_cli_subprocess("fit", *common, "--trainer.max_steps=24", env={"WANDB_MODE": "offline"})
     assert first.returncode == 0, first.stderr[-3000:]
     run_id = (tmp_path / "wandb_run_id").read_text()
     second = run_cli_subprocess("fit", *common, "--ckpt_path=last", env={"WANDB_MODE": "offline"})

@@ -1,0 +1,88 @@
+"""Two-process DDP on CPU (gloo), once per distinct mechanism: a training run ends with the same
+weights and buffers on both ranks, an evaluation gives the single-process result.
+
+- Structural analogy: a pyramid trained scale by scale (ImagePyramidModule, as SinGAN's) with
+  fresh per-scale optimizers and alternating critic and generator steps (unused-parameter
+  detection), training noise seeded per rank, each scale's sigma drawn from a random
+  reconstruction on each rank and rank 0's broadcast, buffers broadcast at each scale's end.
+- HP-VAE-GAN: the same counting base (ProgressiveModule) with VAE levels (one optimizer, a
+  posterior sample per rank, sigma broadcast) before the adversarial levels in one run, and
+  random windows of the clip per rank.
+- Domain intersection: an iteration-counted module (IterativeModule, as content transfer and
+  one-shot translation are) on streamed batches seeded per rank, autoencoder and critic steps with
+  gradient clipping, spectral-norm and BatchNorm buffers broadcast at the end.
+- Classifier: automatic optimization over an epoch-sharded sampler (EpochShuffle), BatchNorm, and
+  the pAdaIN layers' random streams, one per rank, gathered into the checkpoint.
+- Segmenter, adversarial stage: manual network and discriminator steps in a module that otherwise
+  optimizes automatically, pAdaIN mixing source and target halves, streamed batches per rank.
+- Evaluation: FID/KID and mIoU over items split between the processes without padding
+  (UnrepeatedDistributedSampler) and synchronised, equal to one process's result.
+
+All of them are in the slow tier: each starts three interpreters.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from synthetic import write_segmentation_shift
+from tests.helpers import REPO, assert_ddp_ranks_agree, run_cli, run_two_processes
+from tests.test_segmenter import FADA
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("name", ["analogy", "hp_vae_gan", "domain_intersection"])
+def test_two_processes_end_with_identical_weights(name, tiny_runs, tmp_path):
+    assert_ddp_ranks_agree(str(tiny_runs.config(name)), tmp_path)
+
+
+def test_classifier_ranks_agree_and_the_checkpoint_keeps_each_ranks_padain_stream(tiny_runs, tmp_path):
+    last = assert_ddp_ranks_agree(str(tiny_runs.config("classifier")), tmp_path)
+    streams = torch.load(last, map_location="cpu", weights_only=True)["padain_generators"]
+    assert streams.shape[0] == 2 and not torch.equal(streams[0], streams[1])  # [processes, layers, bytes]
+
+
+def test_segmenter_adversarial_stage_ranks_agree(tmp_path):
+    gtav, cityscapes = write_segmentation_shift(tmp_path / "scenes", count_source=12, count_target=6)
+    assert_ddp_ranks_agree(
+        str(REPO / "configs/padain_segmentation/smoke.yaml"), tmp_path / "run", f"--data.source_root={gtav}",
+        f"--data.target_root={cityscapes}", *FADA,
+    )  # fmt: skip
+
+
+def logged(root) -> dict[str, float]:
+    rows = list(csv.DictReader(next(root.glob("csv/version_*/metrics.csv")).read_text().splitlines()))
+    return {k: float(v) for row in rows for k, v in row.items() if v and k != "step" and k != "epoch"}
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "callback", "keys"),
+    [
+        (
+            "tests.helpers.ToyGenerator", "tests.helpers.ToyImages",
+            ["--trainer.callbacks=callbacks.FIDKID", "--trainer.callbacks.feature_extractor=tests.helpers.TinyFeatures",
+             "--trainer.callbacks.max_samples=24", "--trainer.callbacks.kid_subset_size=12",
+             "--trainer.callbacks.kid_subsets=10"],
+            ["val/fid", "val/kid_mean", "val/kid_std"],
+        ),
+        (
+            "tests.helpers.ToySegmenter", "tests.helpers.ToySegmentation",
+            ["--trainer.callbacks=callbacks.MeanIoU", "--trainer.callbacks.num_classes=4"],
+            ["val/miou"],
+        ),
+    ],
+)  # fmt: skip
+def test_two_processes_evaluate_as_one(tmp_path, model, data, callback, keys):
+    command = ["validate", f"--model={model}", f"--data={data}", *callback]
+    run_cli(
+        *command, "--trainer.accelerator=cpu", "--trainer.devices=1", f"--trainer.default_root_dir={tmp_path / 'one'}"
+    )
+    outcome = run_two_processes(*command, f"--trainer.default_root_dir={tmp_path / 'two'}")
+    assert outcome.returncode == 0, outcome.stderr[-3000:]
+    one, two = logged(tmp_path / "one"), logged(tmp_path / "two")
+    for key in keys:
+        assert two[key] == pytest.approx(one[key], rel=1e-6), key
