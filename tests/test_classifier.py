@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch.optim.lr_scheduler import LRScheduler, MultiStepLR
 
 from datamodules.cifar import CIFARDataModule, read_cifar, read_corruption
 from lightning_modules.classifier import ImageClassifier, corruption_summary
+from lightning_modules.cli import composed_config
 from lightning_modules.networks.classifiers import build_classifier
 from synthetic import write_cifar, write_cifar_c
 from tests.helpers import REPO, run_cli
@@ -221,9 +221,7 @@ def our_rates(epochs: int, steps_per_epoch: int, milestones: list[int]) -> list[
 def test_cifar100_schedule_is_the_official_one_step_by_step():
     """The config's milestones [59, 119, 159] give the official LR at every step; [60, 120, 160]
     (the earlier config) decayed one epoch late."""
-    milestones = yaml.safe_load((REPO / "configs/padain/cifar100_resnet18.yaml").read_text())["model"]["init_args"][
-        "milestones"
-    ]
+    milestones = composed_config(REPO / "configs/padain/cifar100_resnet18.yaml")["model"]["init_args"]["milestones"]
     official = official_cifar100_rates(epochs=165, steps_per_epoch=3)
     assert our_rates(165, 3, milestones) == pytest.approx(official, rel=1e-6)  # the official +1e-8
     late = our_rates(165, 3, [60, 120, 160])

@@ -400,7 +400,7 @@ def trained(tmp_path_factory):
 def test_fit_trains_every_level_and_logs_losses_clips_and_diversity(trained):
     root, last = trained
     checkpoint = torch.load(last, weights_only=True)
-    assert checkpoint["pyramid_progress"]["iteration"] == 20  # 5 levels x 4 iterations
+    assert checkpoint["iteration_progress"]["iteration"] == 20  # 5 levels x 4 iterations
     assert checkpoint["hyper_parameters"]["pyramid_shapes"] == [
         (2, 6, 8),
         (2, 7, 10),
