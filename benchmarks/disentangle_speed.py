@@ -35,7 +35,7 @@ from lightning_modules.networks.mask_transfer import MaskTransferLoss, MaskTrans
 class RandomDomains(StreamedTrainingData):
     """Batches {"a", "b"} [batch, 3, size, size] drawn from a fixed pool of random images."""
 
-    def __init__(self, size: int, batch_size: int, sample_seed: int = 0) -> None:
+    def __init__(self, size: int, batch_size: int, batch_seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         pool = torch.Generator().manual_seed(1)

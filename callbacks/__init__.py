@@ -11,7 +11,7 @@ from callbacks.prediction_writer import (
     SegmentationPredictionWriter,
     VideoPredictionWriter,
 )
-from callbacks.progress import PyramidProgressBar
+from callbacks.progress import IterationProgressBar
 from callbacks.samples import SampleGrid
 from callbacks.sifid import SIFID
 from callbacks.translation import TranslationAccuracy
@@ -25,7 +25,7 @@ __all__ = [
     "MaskIoU",
     "MeanIoU",
     "ImagePredictionWriter",
-    "PyramidProgressBar",
+    "IterationProgressBar",
     "ResumableCheckpoint",
     "SampleGrid",
     "SegmentationPredictionWriter",

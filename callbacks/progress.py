@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from dfgen.contract import ShowsProgress, provides
 
 
-class PyramidProgressBar(TQDMProgressBar):
+class IterationProgressBar(TQDMProgressBar):
     """Shows a whole run counted in the module's own iterations as one bar, described as
     "scale k/S step i/N" for the pyramids (or the module's own `progress_description`).
 

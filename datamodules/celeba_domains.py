@@ -71,7 +71,7 @@ class CelebAAttributeDomains(TwoDomainDataModule):
             DID recipe); None resizes the whole 178x218 image to a square (the MBU recipe).
         flip: flip each training image horizontally with probability 1/2.
         batch_size: images per domain per training step, drawn without replacement.
-        sample_seed: seed of the training batches (rank r adds r).
+        batch_seed: seed of the training batches (rank r adds r).
         num_workers: loader processes (the same batches in the same order for any number).
         in_memory: decode every image once and keep it, resized, as uint8 (small data, CPU runs).
         eval_batch_size: batch size of the validation, test and predict loaders.
@@ -98,7 +98,7 @@ class CelebAAttributeDomains(TwoDomainDataModule):
         crop_size: int | None = 178,
         flip: bool = True,
         batch_size: int = 32,
-        sample_seed: int = 0,
+        batch_seed: int = 0,
         num_workers: int = 0,
         in_memory: bool = False,
         eval_batch_size: int = 64,

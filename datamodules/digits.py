@@ -189,9 +189,9 @@ class OneShotDigitsDataModule(StreamedTrainingData):
         phase: 1 (B's autoencoder: batches of B) or 2 (the single A sample and one B image).
         batch_size: B images per phase-1 batch (64).
         sample_index: index of the single A sample in A's training images; None draws one at
-            random with `sample_seed`.
-        sample_seed: seed of that draw and of the sample's augmentation, and of the training
-            batches (rank r adds r).
+            random with `one_shot_seed`.
+        one_shot_seed: seed of that draw and of the sample's single augmentation.
+        batch_seed: seed of the training batches (rank r adds r).
         augment: the official augmentation (flip and rotation) of every B image and, once,
             of the A sample; false: none (an ablation row of the paper).
         augment_sample_each_step: a variant: a fresh flip and rotation of the A sample at every
@@ -216,7 +216,8 @@ class OneShotDigitsDataModule(StreamedTrainingData):
         phase: int = 2,
         batch_size: int = 64,
         sample_index: int | None = 0,
-        sample_seed: int = 0,
+        one_shot_seed: int = 0,
+        batch_seed: int = 0,
         augment: bool = True,
         augment_sample_each_step: bool = False,
         rotation_degrees: float = 0.1,
@@ -234,7 +235,7 @@ class OneShotDigitsDataModule(StreamedTrainingData):
             self.source_train = tuple(tensor[half_a] for tensor in self.source_train)
             self.target_train = tuple(tensor[half_b] for tensor in self.target_train)
         count = len(self.source_train[0])
-        draws = torch.Generator().manual_seed(sample_seed)
+        draws = torch.Generator().manual_seed(one_shot_seed)
         if sample_index is None:
             sample_index = int(torch.randint(count, (), generator=draws))
         if not 0 <= sample_index < count:
@@ -298,7 +299,7 @@ class DigitDomains(StreamedTrainingData):
         root_a: MNIST/SVHN directory of A.
         root_b: MNIST/SVHN directory of B.
         batch_size: images per domain per step (32).
-        sample_seed: seed of the training batches (rank r adds r).
+        batch_seed: seed of the training batches (rank r adds r).
         eval_batch_size: batch size of the evaluation loaders.
         num_eval: A test images evaluated (None: all); B guides repeat when B has fewer.
     """
@@ -315,7 +316,7 @@ class DigitDomains(StreamedTrainingData):
         root_a: str | None = None,
         root_b: str | None = None,
         batch_size: int = 32,
-        sample_seed: int = 0,
+        batch_seed: int = 0,
         eval_batch_size: int = 256,
         num_eval: int | None = None,
     ) -> None:

@@ -30,7 +30,7 @@ class ImagePairDataModule(LightningDataModule):
         max_size: long side of the finest scale.
         scale_factor: nominal ratio between scales, used to count them.
         num_samples: how many samples per domain `predict` draws (each also translated).
-        sample_seed: seed of the first predicted sample; sample i uses sample_seed + i.
+        predict_seed: seed of the first predicted sample; sample i uses predict_seed + i.
         inject_path: an image (a paint, a sketch, a photo) that `predict` injects into the
             pyramid of `inject_domain` at `inject_scale` and then translates into the other
             domain; None draws random samples.
@@ -63,7 +63,7 @@ class ImagePairDataModule(LightningDataModule):
         max_size: int = 250,
         scale_factor: float = 0.75,
         num_samples: int = 8,
-        sample_seed: int = 0,
+        predict_seed: int = 0,
         inject_path: str | None = None,
         inject_domain: str = "a",
         inject_scale: int = 1,
@@ -110,4 +110,4 @@ class ImagePairDataModule(LightningDataModule):
         if self.inject is not None:
             inject = resize(self.inject[None], self.pyramid_shapes[-1]).clamp(-1, 1)[0]
             request |= {"inject": inject, "inject_domain": DOMAINS.index(hp.inject_domain)}
-        return DataLoader(SampleRequests(hp.num_samples, hp.sample_seed, request), batch_size=hp.batch_size)
+        return DataLoader(SampleRequests(hp.num_samples, hp.predict_seed, request), batch_size=hp.batch_size)

@@ -180,7 +180,7 @@ class StreamedTrainingData(LightningDataModule):
     """A DataModule whose training data is an endless, resumable stream of `training_batch(rng)`.
 
     The stream starts at the LightningModule's `iteration` (restored from a checkpoint before
-    the loader is built), and rank r of a multi-process run uses seed `sample_seed + r`.
+    the loader is built), and rank r of a multi-process run uses seed `batch_seed + r`.
     A `num_workers` hyper-parameter, when the subclass has one, makes batches in that many
     worker processes (same batches, same order).
     """
@@ -188,7 +188,7 @@ class StreamedTrainingData(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         start = getattr(trainer.lightning_module, "iteration", 0) if trainer else 0
-        seed = self.hparams.sample_seed + (trainer.global_rank if trainer else 0)
+        seed = self.hparams.batch_seed + (trainer.global_rank if trainer else 0)
         workers = self.hparams.get("num_workers", 0)
         stream = BatchStream(self.training_batch, seed, start)
         return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=workers > 0)

@@ -95,18 +95,18 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
     """GTAV (source, labelled) -> Cityscapes (target) semantic segmentation, for Permuted AdaIN.
 
     Training batches (`training_batch(rng)`: every random choice from `rng`, so batch k is a
-    function of (sample_seed, k) and a resumed run sees the same batches), B = batch_size:
+    function of (batch_seed, k) and a resumed run sees the same batches), B = batch_size:
         stage "source":       {"images": [B, 3, sh, sw], "labels": int64 [B, sh, sw]}: GTAV pairs,
-                              colour-jittered when enabled, resized to source_size = (sw, sh),
+                              colour-jittered when enabled, resized to source_shape = (sh, sw),
                               flipped when enabled.
         stage "adversarial":  {"images": [B/2, 3, sh, sw], "labels": [B/2, sh, sw]} as in "source",
                               plus "target_images": [B/2, 3, th, tw]: Cityscapes train images
-                              resized to target_size = (tw, th), flipped when `flip` (no jitter,
+                              resized to target_shape = (th, tw), flipped when `flip` (no jitter,
                               no target labels).
         stage "self_distill": {"images": [B, 3, th, tw], "labels": [B, th, tw]}: Cityscapes train
                               images with their pseudo-labels, colour-jittered when enabled, scaled
                               by s ~ U(scale_range) relative to their own size (2048x1024),
-                              randomly cropped to target_size (padding: image 0, label 255),
+                              randomly cropped to target_shape (padding: image 0, label 255),
                               flipped when enabled.
     Labels are train ids (0..18, 255 ignored). Images are ImageNet mean/std normalised when
     `normalize`, else in [0, 1]. The order is the official transforms' (`build_transform` of
@@ -115,13 +115,13 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
     Each batch draws distinct images of each pool.
 
     Validation and test (the same loader): Cityscapes `eval_split`, the first `num_eval` pairs in
-    (city, name) order, items {"images": [3, th, tw] resized to test_size, "labels": int64 [H, W]
+    (city, name) order, items {"images": [3, th, tw] resized to test_shape, "labels": int64 [H, W]
     train ids at the label's FULL resolution (1024x2048 in Cityscapes), "index": i}, batched by the
     default collate (every Cityscapes image has the same size); the model upsamples its logits to
     the label's size.
 
     Predict: the images of `predict_dir` (sorted) or else of Cityscapes `eval_split`, items
-    {"images": [B, 3, th, tw] resized to test_size, "sizes": int64 [B, 2] original (H, W),
+    {"images": [B, 3, th, tw] resized to test_shape, "sizes": int64 [B, 2] original (H, W),
     "names": list of B str}: the Cityscapes name (e.g. aachen_000000_000019) or the file stem.
     Predicting with eval_split="train" and writing <name>.png train ids gives the pseudo-labels
     that stage "self_distill" reads. num_eval does not apply to predict.
@@ -130,9 +130,9 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
         source_root: the GTAV folder (images/, labels/); needed by stages "source" and "adversarial".
         target_root: the Cityscapes folder (leftImg8bit/, gtFine/).
         stage: "source", "adversarial" or "self_distill" (see above).
-        source_size: (width, height) of GTAV training images.
-        target_size: (width, height) of Cityscapes training images (adversarial) and crops (self_distill).
-        test_size: (width, height) of evaluation and predict images.
+        source_shape: (height, width) of GTAV training images.
+        target_shape: (height, width) of Cityscapes training images (adversarial) and crops (self_distill).
+        test_shape: (height, width) of evaluation and predict images.
         batch_size: images per training step and process; in "adversarial" half are source and
             half target images (must be even).
         colour_jitter: random brightness, contrast, saturation and hue on training images.
@@ -142,7 +142,7 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
         pseudo_label_dir: <name>.png train-id labels of the Cityscapes train images (self_distill);
             a label of another size than its image is resized to it by nearest neighbour.
         num_workers: loader processes (the same batches in the same order for any number).
-        sample_seed: seed of the training batches (rank r adds r).
+        batch_seed: seed of the training batches (rank r adds r).
         eval_batch_size: batch size of the validation, test and predict loaders.
         num_eval: evaluation pairs used (None: the whole split).
         eval_split: the Cityscapes split evaluated and, without predict_dir, predicted.
@@ -154,8 +154,8 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
     """
 
     setting_rules = {
-        "stage": OneOf(STAGES), "source_size": Each(AT_LEAST_1, length=2), "target_size": Each(AT_LEAST_1, length=2),
-        "test_size": Each(AT_LEAST_1, length=2), "batch_size": AT_LEAST_1,
+        "stage": OneOf(STAGES), "source_shape": Each(AT_LEAST_1, length=2), "target_shape": Each(AT_LEAST_1, length=2),
+        "test_shape": Each(AT_LEAST_1, length=2), "batch_size": AT_LEAST_1,
         "jitter_strength": Each(NON_NEGATIVE, length=4), "scale_range": Each(POSITIVE, length=2),
         "num_workers": NON_NEGATIVE, "eval_batch_size": AT_LEAST_1, "num_eval": AT_LEAST_1,
     }  # fmt: skip
@@ -165,9 +165,9 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
         source_root: str | None,
         target_root: str,
         stage: str = "source",
-        source_size: tuple[int, int] = (1280, 720),
-        target_size: tuple[int, int] = (1024, 512),
-        test_size: tuple[int, int] = (1024, 512),
+        source_shape: tuple[int, int] = (720, 1280),
+        target_shape: tuple[int, int] = (512, 1024),
+        test_shape: tuple[int, int] = (512, 1024),
         batch_size: int = 8,
         colour_jitter: bool = False,
         jitter_strength: tuple[float, float, float, float] = (0.5, 0.5, 0.5, 0.2),
@@ -175,7 +175,7 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
         flip: bool = False,
         pseudo_label_dir: str | None = None,
         num_workers: int = 0,
-        sample_seed: int = 0,
+        batch_seed: int = 0,
         eval_batch_size: int = 1,
         num_eval: int | None = None,
         eval_split: str = "val",
@@ -185,8 +185,9 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
         super().__init__()
         self.save_hyperparameters()
         check_settings(self)
+        # (width, height), as PIL and the paired transforms take sizes
         self.source_size, self.target_size, self.test_size = (
-            tuple(size) for size in (source_size, target_size, test_size)
+            (int(width), int(height)) for height, width in (source_shape, target_shape, test_shape)
         )
         check_jitter_strength(jitter_strength)
         if scale_range[0] > scale_range[1]:
@@ -254,7 +255,7 @@ class GTAVCityscapesDataModule(StreamedTrainingData):
         return self._finish(image, label, rng)
 
     def _target_image(self, index: int, rng: torch.Generator) -> torch.Tensor:
-        """A Cityscapes train image at target_size, without jitter (the official target transform has none)."""
+        """A Cityscapes train image at target_shape, without jitter (the official target transform has none)."""
         return self._finish(resize_image(load_rgb(self.target_images[index]), self.target_size), None, rng)[0]
 
     def _distill_example(self, index: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

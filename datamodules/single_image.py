@@ -116,7 +116,7 @@ class SingleImageDataModule(LightningDataModule):
         min_size: short side of the coarsest scale.
         scale_factor: nominal ratio between scales, used to count them (0.75 in the paper).
         num_samples: how many images `predict` writes.
-        sample_seed: seed of the first predicted sample; sample i uses sample_seed + i.
+        predict_seed: seed of the first predicted sample; sample i uses predict_seed + i.
         sample_scale: (height, width) factors of the predicted images relative to the
             training image; the noise maps of every scale are scaled by them.
         gen_start_scale: predicted samples use the reconstruction noise below this scale
@@ -154,7 +154,7 @@ class SingleImageDataModule(LightningDataModule):
         min_size: int = 25,
         scale_factor: float = 0.75,
         num_samples: int = 16,
-        sample_seed: int = 0,
+        predict_seed: int = 0,
         sample_scale: tuple[float, float] = (1.0, 1.0),
         gen_start_scale: int = 0,
         inject_path: str | None = None,
@@ -209,7 +209,7 @@ class SingleImageDataModule(LightningDataModule):
         request["inject_scale"] = hp.inject_scale if self.inject is not None else -1
         if self.inject is not None:
             request |= self.injection()
-        return DataLoader(SampleRequests(hp.num_samples, hp.sample_seed, request), batch_size=hp.batch_size)
+        return DataLoader(SampleRequests(hp.num_samples, hp.predict_seed, request), batch_size=hp.batch_size)
 
     def injection(self) -> dict[str, torch.Tensor]:
         """What the official injection scripts prepare: the injected image [3, H, W] at the training

@@ -78,7 +78,7 @@ class SingleVideoDataModule(StreamedTrainingData):
     list of level clips [1, 3, T_s, H_s, W_s] (batch size 1, as the official code); level 0 is
     also the encoder's input. When the clip is longer than the window, each iteration takes a
     window from a uniformly drawn start frame, as the official code draws its training items;
-    window k of a run is a function of (sample_seed + rank, k), so a resumed run sees the same
+    window k of a run is a function of (batch_seed + rank, k), so a resumed run sees the same
     windows. `pyramid` is the first window's, for previews, metrics and `test`.
 
     Args:
@@ -96,8 +96,8 @@ class SingleVideoDataModule(StreamedTrainingData):
         frame_strides: temporal strides, coarse to fine, spread over the levels (paper: 4, 3, 2, 1).
         antialias: antialiased spatial downsampling (the official code has none).
         num_samples: how many clips `predict` writes.
-        sample_seed: seed of the first predicted clip (clip i uses sample_seed + i) and of the
-            training windows.
+        batch_seed: seed of the training windows (rank r adds r).
+        predict_seed: seed of the first predicted clip; clip i uses predict_seed + i.
         sample_scale: (frames, height, width) factors of the predicted clips relative to the
             training pyramid (longer or larger clips); every level's shape is scaled.
         batch_size: predicted clips per forward pass.
@@ -125,7 +125,8 @@ class SingleVideoDataModule(StreamedTrainingData):
         frame_strides: tuple[int, ...] = (4, 3, 2, 1),
         antialias: bool = True,
         num_samples: int = 8,
-        sample_seed: int = 0,
+        batch_seed: int = 0,
+        predict_seed: int = 0,
         sample_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
         batch_size: int = 1,
     ) -> None:
@@ -171,4 +172,4 @@ class SingleVideoDataModule(StreamedTrainingData):
     def predict_dataloader(self) -> DataLoader:
         hp = self.hparams
         request = {"shapes": torch.tensor(self.sample_shapes()), "fps": self.fps}
-        return DataLoader(SampleRequests(hp.num_samples, hp.sample_seed, request), batch_size=hp.batch_size)
+        return DataLoader(SampleRequests(hp.num_samples, hp.predict_seed, request), batch_size=hp.batch_size)

@@ -179,7 +179,7 @@ class TwoDomainDataModule(StreamedTrainingData):
             (the MBU recipe).
         flip: flip each training image horizontally with probability 1/2.
         batch_size: images per domain per training step (drawn without replacement).
-        sample_seed: seed of the training batches (batch k is a function of (seed, k); rank r
+        batch_seed: seed of the training batches (batch k is a function of (seed, k); rank r
             adds r).
         num_workers: loader processes (the same batches in the same order for any number).
         in_memory: decode every image once, resized, and keep them as uint8 tensors (for small

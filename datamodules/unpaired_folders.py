@@ -81,7 +81,7 @@ class UnpairedFoldersDataModule(StreamedTrainingData):
             nearest-neighbour with black corners as the official code (`flip_and_rotate`).
         rotation_degrees: 7 in the official code.
         batch_size: B images per phase-1 batch (official: 1).
-        sample_seed: seed of the training batches (rank r adds r).
+        batch_seed: seed of the training batches (rank r adds r).
         num_eval: testA images translated by validation/test (None: all).
         num_references: testB images whose Gram matrices are the style references.
         predict_dir: a folder of further A images that `predict` translates after the sample
@@ -105,7 +105,7 @@ class UnpairedFoldersDataModule(StreamedTrainingData):
         flip_and_rotate: bool = True,
         rotation_degrees: float = 7.0,
         batch_size: int = 1,
-        sample_seed: int = 0,
+        batch_seed: int = 0,
         num_eval: int | None = None,
         num_references: int = 50,
         predict_dir: str | None = None,
@@ -185,7 +185,7 @@ class FolderDomains(TwoDomainDataModule):
             may have any shape) resizes the whole image to a square.
         flip: flip each training image horizontally with probability 1/2.
         batch_size: images per domain per training step, drawn without replacement.
-        sample_seed: seed of the training batches (rank r adds r).
+        batch_seed: seed of the training batches (rank r adds r).
         num_workers: loader processes (the same batches in the same order for any number).
         in_memory: decode every image once and keep it, resized, as uint8 (small data, CPU runs).
         eval_batch_size: batch size of the validation, test and predict loaders.
@@ -207,7 +207,7 @@ class FolderDomains(TwoDomainDataModule):
         crop_size: int | None = None,
         flip: bool = True,
         batch_size: int = 32,
-        sample_seed: int = 0,
+        batch_seed: int = 0,
         num_workers: int = 0,
         in_memory: bool = False,
         eval_batch_size: int = 64,

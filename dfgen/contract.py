@@ -39,7 +39,7 @@ class CountsIterations(Protocol):
 @runtime_checkable
 class ShowsProgress(CountsIterations, Protocol):
     """The module knows how long its run is and how to describe where it is
-    ("scale 3/8 step 120/2000"), for `callbacks.PyramidProgressBar`."""
+    ("scale 3/8 step 120/2000"), for `callbacks.IterationProgressBar`."""
 
     total_iterations: int
     progress_description: str

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -130,3 +131,42 @@ def check_pair_order(owner: Any, smaller: str, larger: str, strict: bool = True)
     if low is not None and high is not None and (low >= high if strict else low > high):
         relation = "below" if strict else "at most"
         raise ValueError(f"{type(owner).__name__}: {smaller}={low!r} must be {relation} {larger}={high!r}")
+
+
+# Settings renamed since earlier versions, old name -> new name, with the same meaning: a
+# checkpoint that holds an old name is read under the new one (`renamed_settings`,
+# `restore_renamed_settings`), and an error about an old name says the new one.
+RENAMED_SETTINGS: dict[str, str] = {
+    "critic_lr": "lr_critic",  # domain intersection, content transfer
+    "grad_clip": "clip_norm",  # HP-VAE-GAN
+    "discriminator_lr": "lr_discriminator",  # the segmenter's FADA stage
+    "discriminator_betas": "betas_discriminator",
+}
+# Settings replaced by others of another meaning or order: an error about one says what to give.
+REPLACED_SETTINGS: dict[str, str] = {
+    "sample_seed": "batch_seed (the training batches), predict_seed (the first predicted sample) or, "
+    "for one-shot translation's digits, one_shot_seed (the sample's draw)",
+    **{f"{part}_size": f"{part}_shape, as (height, width)" for part in ("source", "target", "test")},
+    "PyramidProgressBar": "callbacks.IterationProgressBar",
+}
+
+
+def renamed_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`settings` with every old name in RENAMED_SETTINGS replaced by its new name."""
+    return {RENAMED_SETTINGS.get(name, name): value for name, value in settings.items()}
+
+
+def restore_renamed_settings(hparams: MutableMapping[str, Any], saved: Mapping[str, Any]) -> None:
+    """Give `hparams` the values that the saved settings of a checkpoint hold under old names
+    (a constructor silently drops a keyword it does not know), unless `saved` also has the new name."""
+    for old, new in RENAMED_SETTINGS.items():
+        if old in saved and new not in saved and new in hparams:
+            hparams[new] = saved[old]
+
+
+def former_setting_hint(message: str) -> str | None:
+    """What replaced the first old setting name that the error `message` mentions, or None."""
+    for old, now in {**RENAMED_SETTINGS, **REPLACED_SETTINGS}.items():
+        if re.search(rf"\b{old}\b", message):
+            return f"`{old}` is now {now}"
+    return None

@@ -48,6 +48,8 @@ import callbacks  # noqa: F401  (registers the project's callbacks for short cla
 import datamodules  # noqa: F401
 import lightning_modules  # noqa: F401
 from callbacks.checkpoint import ResumableCheckpoint, iterations_done
+from dfgen.checkpoint_files import load_checkpoint_file
+from dfgen.settings import former_setting_hint, renamed_settings
 
 try:
     import fcntl
@@ -363,12 +365,28 @@ class DFGenCLI(LightningCLI):
                 f"in {run_root(config) / 'checkpoints'} (without one, an untrained model's outputs would be written)"
             )
         before = model_settings(config)
-        super()._parse_ckpt_path()
+        self._read_checkpoint_settings(subcommand)
         after = model_settings(self.config[subcommand])
         replaced = changed_settings(before, after)
         if replaced:
             say(f"--ckpt_path {config.ckpt_path}: the checkpoint's model settings replace the given "
                 f"{', '.join(replaced)}")  # fmt: skip
+
+    def _read_checkpoint_settings(self, subcommand: str) -> None:
+        """Lightning's `_parse_ckpt_path`: the model settings saved in the checkpoint replace the
+        config's. Read safely (`load_checkpoint_file`), and a setting saved under a name it had in
+        an earlier version is read under its name now (`renamed_settings`)."""
+        path = self.config[subcommand].get("ckpt_path")
+        if not path or not Path(path).is_file():
+            return
+        saved = dict(load_checkpoint_file(path, "a checkpoint of this project").get("hyper_parameters") or {})
+        saved.pop("_instantiator", None)
+        if not saved:
+            return
+        settings = renamed_settings(saved)
+        if "_class_path" in settings:
+            settings = {"class_path": settings.pop("_class_path"), "dict_kwargs": settings}
+        self.config = self.parser.parse_object({subcommand: {"model": settings}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         """A W&B logger without an explicit id resumes the run it logged to when `--ckpt_path` is given."""
@@ -462,6 +480,8 @@ def one_line(error: BaseException) -> str:
         if text:
             details.append(text)
     message = "; ".join(details) or type(error).__name__
+    hint = former_setting_hint(str(error))
+    message = f"{message} ({hint})" if hint else message
     return f"{'.'.join(keys)}: {message}" if keys else message
 
 

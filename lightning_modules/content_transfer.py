@@ -58,7 +58,7 @@ class MaskContentTransfer(TwoDomainModule):
             towards A's label, as the official code), "flip" (each domain towards the other's
             label) or "half" (0.5 for both).
         lr: Adam learning rate of the autoencoder (2e-4).
-        critic_lr: Adam learning rate of the critic, `disclr` (2e-4).
+        lr_critic: Adam learning rate of the critic, `disclr` (2e-4).
         betas: Adam betas of both optimizers.
         clip_norm: the autoencoder's gradients are clipped to this global L2 norm (5, as the
             official code); None: no clipping.
@@ -79,7 +79,7 @@ class MaskContentTransfer(TwoDomainModule):
         "rec_b_weight": NON_NEGATIVE, "rec_a_weight": NON_NEGATIVE, "identity_b_weight": NON_NEGATIVE,
         "identity_a_weight": NON_NEGATIVE, "cycle_common_weight": NON_NEGATIVE, "cycle_separate_weight": NON_NEGATIVE,
         "confusion_weight": NON_NEGATIVE, "confusion_target": OneOf(tuple(CONFUSION_TARGETS)), "lr": POSITIVE,
-        "critic_lr": POSITIVE, "betas": BETAS, "clip_norm": POSITIVE, "critic_clip_norm": POSITIVE,
+        "lr_critic": POSITIVE, "betas": BETAS, "clip_norm": POSITIVE, "critic_clip_norm": POSITIVE,
         "iterations": AT_LEAST_1,
         "removal_threshold": PROBABILITY, "base_channels": AT_LEAST_1, "interpolation_steps": Range(2),
     }  # fmt: skip
@@ -100,7 +100,7 @@ class MaskContentTransfer(TwoDomainModule):
         confusion_weight: float = 0.005,
         confusion_target: str = "official",
         lr: float = 2e-4,
-        critic_lr: float = 2e-4,
+        lr_critic: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         clip_norm: float | None = 5.0,
         critic_clip_norm: float | None = None,

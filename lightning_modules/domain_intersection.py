@@ -52,7 +52,7 @@ class DomainIntersectionDifference(TwoDomainModule):
             towards B's label, as the official code), "flip" (each domain towards the other's
             label) or "half" (0.5 for both).
         lr: Adam learning rate of the autoencoder (2e-4).
-        critic_lr: Adam learning rate of the critic (2e-4).
+        lr_critic: Adam learning rate of the critic (2e-4).
         betas: Adam betas of both optimizers.
         clip_norm: the autoencoder's gradients are clipped to this global L2 norm (5, as the
             official code); None: no clipping.
@@ -68,7 +68,7 @@ class DomainIntersectionDifference(TwoDomainModule):
     setting_rules = {
         "image_size": AT_LEAST_1, "depth": Range(3), "code_channels": AT_LEAST_1, "separate_channels": NON_NEGATIVE,
         "rec_weight": NON_NEGATIVE, "zero_weight": NON_NEGATIVE, "confusion_weight": NON_NEGATIVE,
-        "confusion_target": OneOf(tuple(CONFUSION_TARGETS)), "lr": POSITIVE, "critic_lr": POSITIVE, "betas": BETAS,
+        "confusion_target": OneOf(tuple(CONFUSION_TARGETS)), "lr": POSITIVE, "lr_critic": POSITIVE, "betas": BETAS,
         "clip_norm": POSITIVE, "critic_clip_norm": POSITIVE, "base_channels": AT_LEAST_1,
         "iterations": AT_LEAST_1, "guides_per_image": AT_LEAST_1,
         "interpolation_steps": Range(2),
@@ -87,7 +87,7 @@ class DomainIntersectionDifference(TwoDomainModule):
         confusion_weight: float = 0.001,
         confusion_target: str = "official",
         lr: float = 2e-4,
-        critic_lr: float = 2e-4,
+        lr_critic: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         clip_norm: float | None = 5.0,
         critic_clip_norm: float | None = None,

@@ -61,7 +61,7 @@ class HPVAEGAN(ProgressiveModule):
         gp_weight: lambda, weight of the per-voxel gradient penalty (0.1).
         adversarial_weight: weight of the generator's adversarial term (1).
         noise_amp_factor: sigma_s = factor * RMSE(real_s, reconstruction) at the start of level s (0.1).
-        grad_clip: max L2 norm of the generator gradients at every generator step (5, as the official
+        clip_norm: max L2 norm of the generator gradients at every generator step (5, as the official
             `train_video.py`); None does not clip (the official baseline script `train_video_baselines.py`).
             The norm is taken over every generator parameter that received a gradient, as the official
             `clip_grad_norm_(G.parameters())`: at VAE levels that includes the lower VAE stages, which
@@ -91,7 +91,7 @@ class HPVAEGAN(ProgressiveModule):
         "iters_per_scale": AT_LEAST_1, "num_vae_levels": NON_NEGATIVE, "lr_generator": POSITIVE, "lr_critic": POSITIVE,
         "betas": BETAS, "lr_decay": POSITIVE, "train_depth": AT_LEAST_1, "rec_weight": NON_NEGATIVE,
         "kl_weight": NON_NEGATIVE, "gp_weight": NON_NEGATIVE, "adversarial_weight": NON_NEGATIVE,
-        "noise_amp_factor": NON_NEGATIVE, "grad_clip": POSITIVE, "width": AT_LEAST_1, "latent_dim": AT_LEAST_1,
+        "noise_amp_factor": NON_NEGATIVE, "clip_norm": POSITIVE, "width": AT_LEAST_1, "latent_dim": AT_LEAST_1,
         "encoder_blocks": AT_LEAST_1, "num_blocks": AT_LEAST_1, "norm": OneOf(tuple(NORMS)),
         "pyramid_shapes": Each(Each(AT_LEAST_1, length=3)),
     }  # fmt: skip
@@ -110,7 +110,7 @@ class HPVAEGAN(ProgressiveModule):
         gp_weight: float = 0.1,
         adversarial_weight: float = 1.0,
         noise_amp_factor: float = 0.1,
-        grad_clip: float | None = 5.0,
+        clip_norm: float | None = 5.0,
         normal_init: bool = False,
         width: int = 64,
         latent_dim: int = 128,
@@ -397,11 +397,11 @@ class HPVAEGAN(ProgressiveModule):
         return critic_terms | {("generator_loss" if k == "loss" else k): v for k, v in generator_terms.items()}
 
     def _generator_update(self, loss: torch.Tensor, opt: Adam) -> None:
-        """Backward, clip the norm of every generator gradient to `grad_clip` (unless None), step."""
+        """Backward, clip the norm of every generator gradient to `clip_norm` (unless None), step."""
         parameters = [p for module in self._generator_modules() for p in module.parameters()]
         for p in parameters:
             p.grad = None
         self.manual_backward(loss)
-        if self.hparams.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], self.hparams.grad_clip)
+        if self.hparams.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], self.hparams.clip_norm)
         opt.step()

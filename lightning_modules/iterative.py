@@ -26,6 +26,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim import Optimizer
 
+from dfgen.settings import restore_renamed_settings
 from lightning_modules.distributed import broadcast_buffers
 
 CHECKPOINT_KEY = "iteration_progress"
@@ -143,6 +144,7 @@ class IterativeModule(LightningModule):
         checkpoint[CHECKPOINT_KEY] = {"iteration": self.iteration, "rng": streams}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_renamed_settings(self.hparams, checkpoint.get("hyper_parameters", {}))
         progress = legacy_progress(checkpoint) or checkpoint.get(CHECKPOINT_KEY, {})
         self.iteration = progress.get("iteration", 0)
         self._streams, self._restored_streams = {}, dict(progress.get("rng", {}))

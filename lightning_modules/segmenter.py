@@ -33,6 +33,7 @@ from dfgen.settings import (
     OneOf,
     Range,
     check_settings,
+    restore_renamed_settings,
 )
 from lightning_modules.networks.deeplab import BACKBONES, ClassDomainDiscriminator, DeepLabV2
 from lightning_modules.networks.padain import MODES, PermutedAdaINCheckpointing, padain_suspended
@@ -41,6 +42,7 @@ ADAPTATIONS = ("none", "fada")
 
 
 INIT_CHECKPOINT = "the last.ckpt of an earlier SemanticSegmenter run"
+
 
 class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
     """DeepLab-v2 + pAdaIN for domain-generalising semantic segmentation.
@@ -74,8 +76,8 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         temperature: FADA divides the class scores by this before the softmax (1.8).
         soft_label_max: FADA's class soft labels are clipped to this (0.9).
         adversarial_weight: weight of the network's adversarial term (0.001).
-        discriminator_lr: Adam learning rate of FADA's discriminator (1e-4), on the same poly schedule.
-        discriminator_betas: its Adam betas ((0.9, 0.99)).
+        lr_discriminator: Adam learning rate of FADA's discriminator (1e-4), on the same poly schedule.
+        betas_discriminator: its Adam betas ((0.9, 0.99)).
 
     With adaptation "fada" every iteration makes two optimizer steps (network, then
     discriminator), so `trainer.max_steps` is twice the iterations and `iteration` half the step.
@@ -87,7 +89,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         "head_lr_factor": POSITIVE, "momentum": Range(0, 1, open_high=True), "weight_decay": NON_NEGATIVE,
         "poly_iterations": AT_LEAST_1, "poly_power": POSITIVE, "padain_mode": OneOf(MODES),
         "adaptation": OneOf(ADAPTATIONS), "temperature": POSITIVE, "soft_label_max": Range(0, 1, open_low=True),
-        "adversarial_weight": NON_NEGATIVE, "discriminator_lr": POSITIVE, "discriminator_betas": BETAS,
+        "adversarial_weight": NON_NEGATIVE, "lr_discriminator": POSITIVE, "betas_discriminator": BETAS,
     }  # fmt: skip
 
     def __init__(
@@ -111,8 +113,8 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         temperature: float = 1.8,
         soft_label_max: float = 0.9,
         adversarial_weight: float = 0.001,
-        discriminator_lr: float = 1e-4,
-        discriminator_betas: tuple[float, float] = (0.9, 0.99),
+        lr_discriminator: float = 1e-4,
+        betas_discriminator: tuple[float, float] = (0.9, 0.99),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -144,6 +146,9 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         """Training iterations done: where the DataModule's batch stream continues after a resume."""
         return self.global_step // (1 if self.discriminator is None else 2)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_renamed_settings(self.hparams, checkpoint.get("hyper_parameters", {}))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores at the input's size [B, classes, H, W]."""
         return upsample(self.network(images), images.shape[-2:])
@@ -158,7 +163,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         if self.discriminator is None:
             return network
         parameters = self.discriminator.parameters()
-        return [network, self._with_poly(Adam(parameters, lr=hp.discriminator_lr, betas=hp.discriminator_betas))]
+        return [network, self._with_poly(Adam(parameters, lr=hp.lr_discriminator, betas=hp.betas_discriminator))]
 
     def _with_poly(self, optimizer: Optimizer) -> dict[str, Any]:
         """The optimizer with the poly schedule lr * (1 - iteration / poly_iterations)^power."""

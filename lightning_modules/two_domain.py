@@ -23,7 +23,7 @@ from lightning_modules.iterative import IterativeModule
 
 class TwoDomainModule(IterativeModule, ABC):
     """Base of the two-domain methods. A subclass holds `autoencoder` and `code_critic`, saves the
-    hyper-parameters lr, critic_lr, betas, clip_norm, critic_clip_norm, confusion_weight and
+    hyper-parameters lr, lr_critic, betas, clip_norm, critic_clip_norm, confusion_weight and
     iterations, and defines the three pieces below that differ between the methods."""
 
     autoencoder: nn.Module
@@ -49,7 +49,7 @@ class TwoDomainModule(IterativeModule, ABC):
         hp = self.hparams
         return [
             Adam(self.autoencoder.parameters(), lr=hp.lr, betas=tuple(hp.betas)),
-            Adam(self.code_critic.parameters(), lr=hp.critic_lr, betas=tuple(hp.betas)),
+            Adam(self.code_critic.parameters(), lr=hp.lr_critic, betas=tuple(hp.betas)),
         ]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

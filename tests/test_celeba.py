@@ -266,7 +266,7 @@ def test_in_memory_gives_the_batches_of_on_disk_loading(celeba, domains):
 def test_training_loader_gives_the_same_batches_with_worker_processes(celeba):
     batches = {}
     for workers in (0, 2):
-        datamodule = CelebAAttributeDomains(str(celeba), num_workers=workers, sample_seed=5, **SMALL)
+        datamodule = CelebAAttributeDomains(str(celeba), num_workers=workers, batch_seed=5, **SMALL)
         loader = datamodule.train_dataloader()
         batches[workers] = list(itertools.islice(loader, 5))
         del loader  # stop the workers

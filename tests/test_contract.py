@@ -111,9 +111,9 @@ def test_method_provides_what_the_callbacks_of_its_configs_need(method, smoke_mo
                 require(model, protocol, f"{callback.__name__} of {config}")
             for protocol in getattr(callback, "datamodule_needs", ()):  # methods only: checked on the class
                 require(datamodule_class, protocol, f"{callback.__name__} of {config}", role="DataModule")
-            if callback is callbacks.PyramidProgressBar:  # else the config's bar is Lightning's
+            if callback is callbacks.IterationProgressBar:  # else the config's bar is Lightning's
                 assert provides(model, ShowsProgress), (
-                    f"{config}: PyramidProgressBar, but {method} counts no iterations"
+                    f"{config}: IterationProgressBar, but {method} counts no iterations"
                 )
 
 
@@ -294,7 +294,7 @@ class Counting(Bare):
     ("module", "own", "total"), [(Bare, False, 2), (Counting, True, 5)], ids=["lightning_bar", "own_bar"]
 )
 def test_the_progress_bar_decides_at_setup_whose_progress_it_shows(module, own, total, tmp_path):
-    bar = callbacks.PyramidProgressBar()
+    bar = callbacks.IterationProgressBar()
     trainer = Trainer(
         accelerator="cpu", logger=False, enable_checkpointing=False, enable_model_summary=False, max_epochs=1,
         callbacks=[bar], default_root_dir=tmp_path,

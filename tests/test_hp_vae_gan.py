@@ -231,7 +231,7 @@ def norm_of(grads: dict, modules: list[torch.nn.Module]) -> float:
         (3, 2, {}, "every generator module"),  # VAE level 2: the lower VAE stage's gradients count
         (1, 3, {"backprop_lower_stages": True}, "every generator module"),  # official GAN level
         (1, 3, {}, "the newest stage"),  # default GAN level: the frozen GAN stages run without autograd
-        (0, 3, {"grad_clip": None}, None),  # the official baseline script does not clip
+        (0, 3, {"clip_norm": None}, None),  # the official baseline script does not clip
     ],
     ids=["vae-level", "gan-level-official", "gan-level-default", "baseline-unclipped"],
 )
@@ -242,7 +242,7 @@ def test_generator_gradients_are_clipped_over_the_official_set_of_parameters(
     the lower stages' too (they are in no optimizer); the clipping's total norm and the clipped gradients
     of the newest stage equal a computation by hand."""
     torch.manual_seed(0)
-    settings = {"grad_clip": 1e-3} | settings  # small enough to clip every step
+    settings = {"clip_norm": 1e-3} | settings  # small enough to clip every step
     model = HPVAEGAN(num_vae_levels=num_vae_levels, width=4, latent_dim=4, pyramid_shapes=TINY_SHAPES, **settings)
     model.manual_backward = lambda loss: loss.backward()
     norms = []  # the total norms the model's clipping computes
@@ -463,7 +463,7 @@ def test_baseline_configs_train_all_gan_levels(baseline, tmp_path):
     model = cli.model
     assert model.iteration == 20 and model.encoder is None and len(model.stages) == 5
     # as the official baseline script: no clipping, N(0, 0.02) generators with BatchNorm
-    assert model.hparams.grad_clip is None and model.hparams.normal_init and model.hparams.norm == "batch"
+    assert model.hparams.clip_norm is None and model.hparams.normal_init and model.hparams.norm == "batch"
     assert "train/diversity" in logged_columns(tmp_path)
     groups = model.configure_optimizers()[4].param_groups  # the generator of the finest level
     decay = settings.get("lr_decay", 0.2)

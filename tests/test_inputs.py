@@ -54,7 +54,8 @@ REQUIRED = {  # stand-ins for the required arguments: settings are checked befor
     "path": "absent.png", "path_a": "absent.png", "path_b": "absent.png", "data_dir": "absent", "root": "absent",
     "source": "handwritten", "source_root": None, "target_root": "absent",
 }  # fmt: skip
-UNCONSTRAINED = {"sample_seed", "seed", "ignore_index"}  # any integer (ignore_index: checked against num_classes)
+# any integer (ignore_index: checked against num_classes)
+UNCONSTRAINED = {"batch_seed", "predict_seed", "one_shot_seed", "seed", "ignore_index"}
 
 
 def numeric_options(cls: type) -> list[str]:

@@ -172,9 +172,11 @@ def test_flip_and_rotate_is_torchvisions_nearest_rotation_with_black_corners():
 
 
 def test_one_shot_digits_data_augments_b_and_reuses_one_draw_of_the_sample():
-    data = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, sample_index=None, sample_seed=3,
+    data = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, sample_index=None, one_shot_seed=3,
                                    rotation_degrees=30.0)  # fmt: skip
-    again = OneShotDigitsDataModule(source="handwritten", target="textured", phase=2, sample_index=None, sample_seed=3)
+    again = OneShotDigitsDataModule(
+        source="handwritten", target="textured", phase=2, sample_index=None, one_shot_seed=3
+    )
     assert data.sample_index == again.sample_index  # a seeded random choice
     raw = data.source_train[0][data.sample_index]
     assert not torch.equal(data.sample[0], raw)  # the official code's one augmented draw ...

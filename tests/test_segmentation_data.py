@@ -37,7 +37,7 @@ EVALUATED = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
              27: 14, 28: 15, 31: 16, 32: 17, 33: 18}  # fmt: skip
 SCENE_TRAIN_IDS = {0, 2, 10, 13, 255}  # road, building, sky, car, and the ignored ego vehicle
 GTAV_SIZE, CITYSCAPES_SIZE = (48, 28), (64, 32)  # (w, h) of the written trees
-SMALL = {"source_size": (32, 18), "target_size": (32, 16), "test_size": (32, 16), "batch_size": 4}
+SMALL = {"source_shape": (18, 32), "target_shape": (16, 32), "test_shape": (16, 32), "batch_size": 4}
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +348,7 @@ def test_self_distill_batches_read_the_pseudo_labels(trees, tmp_path):
 
 
 def test_self_distill_crops_come_from_the_full_resolution_image(trees):
-    """At scale 1 a crop of target_size is a window of the image at its own size (64x32 here; 2048x1024
+    """At scale 1 a crop of target_shape is a window of the image at its own size (64x32 here; 2048x1024
     in Cityscapes), as the official RandomScale scales relative to the image's own size."""
     _, cityscapes, pseudo = trees
     options = {**SMALL, "stage": "self_distill", "scale_range": (1.0, 1.0), "normalize": False}
@@ -386,7 +386,7 @@ def test_self_distill_pseudo_label_errors(trees, tmp_path):
 
 def test_train_loader_streams_the_batches_of_seed_and_iteration(trees):
     gtav, cityscapes, _ = trees
-    datamodule = GTAVCityscapesDataModule(gtav, cityscapes, sample_seed=7, **{**SMALL, "batch_size": 2})
+    datamodule = GTAVCityscapesDataModule(gtav, cityscapes, batch_seed=7, **{**SMALL, "batch_size": 2})
     stream = iter(datamodule.train_dataloader())
     for iteration in range(2):
         expected = datamodule.training_batch(torch.Generator().manual_seed(7 * 1_000_003 + iteration))
@@ -435,8 +435,8 @@ def test_construction_errors_are_early_and_clear(trees):
         GTAVCityscapesDataModule(gtav, cityscapes, batch_size=8)
     with pytest.raises(FileNotFoundError, match="predict_dir"):
         GTAVCityscapesDataModule(gtav, cityscapes, predict_dir=str(gtav / "absent"), **SMALL)
-    with pytest.raises(ValueError, match="source_size"):
-        GTAVCityscapesDataModule(gtav, cityscapes, source_size=(0, 10))
+    with pytest.raises(ValueError, match="source_shape"):
+        GTAVCityscapesDataModule(gtav, cityscapes, source_shape=(10, 0))
 
 
 # ---- the generated task with a domain shift --------------------------------------------------

@@ -236,7 +236,7 @@ def test_self_distillation_trains_on_pseudo_labels_from_an_earlier_stage(smoke_r
     assert torch.equal(first.network.backbone[0].weight, stage_one["network.backbone.0.weight"])
     assert torch.equal(first.network.backbone[1].running_var, stage_one["network.backbone.1.running_var"])
     last = fit_run(
-        SMOKE, tmp_path / "distill", *scenes, "--data.stage=self_distill", "--data.target_size=[64, 32]",
+        SMOKE, tmp_path / "distill", *scenes, "--data.stage=self_distill", "--data.target_shape=[32, 64]",
         f"--data.pseudo_label_dir={pseudo_labels / 'train_ids'}", "--model.frozen_batch_norm=false",
         f"--model.init_checkpoint={smoke_run}",
     )  # fmt: skip
@@ -248,7 +248,7 @@ def test_self_distillation_trains_on_pseudo_labels_from_an_earlier_stage(smoke_r
 
 # the adversarial stage: 4 iterations of 1 source + 1 target image, from the source-only run
 FADA = [
-    "--data.stage=adversarial", "--data.target_size=[64, 32]", "--model.adaptation=fada",
+    "--data.stage=adversarial", "--data.target_shape=[32, 64]", "--model.adaptation=fada",
     "--model.padain_mode=source_to_target", "--model.padain_p=0.5", "--trainer.max_steps=8",
 ]  # fmt: skip
 

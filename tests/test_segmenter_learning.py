@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make
 def test_source_only_training_segments_the_shifted_target(tmp_path):
     gtav, cityscapes = write_segmentation_shift(tmp_path, count_source=48, count_target=16)
     seed_everything(0)
-    data = GTAVCityscapesDataModule(str(gtav), str(cityscapes), source_size=(64, 32), test_size=(64, 32), batch_size=8)
+    shape = (32, 64)
+    data = GTAVCityscapesDataModule(str(gtav), str(cityscapes), source_shape=shape, test_shape=shape, batch_size=8)
     model = SemanticSegmenter(
         backbone="resnet14_narrow", frozen_batch_norm=False, padain_p=0.01, lr=0.01, poly_iterations=200
     )
