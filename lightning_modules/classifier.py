@@ -24,7 +24,8 @@ from dfgen.contract import ClassPrediction
 from dfgen.settings import NON_NEGATIVE, POSITIVE, PROBABILITY, Each, OneOf, Range, check_settings
 from lightning_modules.networks.classifiers import RESNETS, build_classifier
 from lightning_modules.networks.losses import jensen_shannon_consistency
-from lightning_modules.networks.padain import PermutedAdaINCheckpointing, insert_permuted_adain
+from lightning_modules.networks.padain import insert_permuted_adain
+from lightning_modules.random_streams import PermutedAdaINCheckpointing
 
 ARCHITECTURES = (*RESNETS, "resnext29", "densenet40")
 

@@ -7,7 +7,8 @@ run needs to stop anywhere and resume exactly:
 - the iteration counter, which ends the run and tells a resumed run where the data stream and
   the schedule continue (`datamodules.loaders.StreamedTrainingData` starts at `iteration`);
 - named random streams (`rng(name)`), whose states are saved with the counter under one
-  checkpoint key, `iteration_progress`;
+  checkpoint key, `iteration_progress`: a per-process stream's as every process's states
+  (`lightning_modules.random_streams`), so that every process of a resumed run continues its own;
 - stages: a run is one stage, or several (a pyramid's scales); at a stage's end the trained
   modules are frozen and every process takes rank 0's buffers.
 
@@ -28,6 +29,7 @@ from torch.optim import Optimizer
 
 from dfgen.settings import restore_renamed_settings
 from lightning_modules.distributed import broadcast_buffers
+from lightning_modules.random_streams import every_process, own_row
 
 CHECKPOINT_KEY = "iteration_progress"
 
@@ -46,6 +48,7 @@ class IterativeModule(LightningModule):
         self.iteration = 0  # training iterations done
         self.stage_finished = False  # True on the iteration that completes a stage
         self._streams: dict[str, torch.Generator] = {}
+        self._per_process: set[str] = set()  # the streams each process draws for itself
         self._restored_streams: dict[str, dict[str, Any]] = {}  # states from a checkpoint, not yet used
 
     # ------------------------------------------------------------------ progress
@@ -115,8 +118,11 @@ class IterativeModule(LightningModule):
             stream.manual_seed(self.hparams.seed + (self.global_rank if per_process else 0))
             restored = self._restored_streams.pop(name, None)
             if restored and restored["device_type"] == device.type:
-                stream.set_state(restored["state"])
+                state = restored["state"]  # [processes, bytes] for a per-process stream, else [bytes]
+                stream.set_state(own_row(state, self.global_rank) if state.dim() == 2 else state)
             self._streams[name] = stream
+            if per_process:
+                self._per_process.add(name)
         return stream
 
     # ------------------------------------------------------------------ logging
@@ -140,14 +146,17 @@ class IterativeModule(LightningModule):
     # ------------------------------------------------------------------ checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         streams = dict(self._restored_streams)  # restored but not drawn from yet: carried over
-        streams |= {name: {"state": s.get_state(), "device_type": s.device.type} for name, s in self._streams.items()}
+        for name, stream in self._streams.items():  # created in the same order in every process
+            state = stream.get_state()
+            state = every_process(self, state) if name in self._per_process else state
+            streams[name] = {"state": state, "device_type": stream.device.type}
         checkpoint[CHECKPOINT_KEY] = {"iteration": self.iteration, "rng": streams}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         restore_renamed_settings(self.hparams, checkpoint.get("hyper_parameters", {}))
         progress = legacy_progress(checkpoint) or checkpoint.get(CHECKPOINT_KEY, {})
         self.iteration = progress.get("iteration", 0)
-        self._streams, self._restored_streams = {}, dict(progress.get("rng", {}))
+        self._streams, self._per_process, self._restored_streams = {}, set(), dict(progress.get("rng", {}))
 
 
 def legacy_progress(checkpoint: dict[str, Any]) -> dict[str, Any] | None:

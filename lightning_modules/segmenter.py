@@ -36,7 +36,8 @@ from dfgen.settings import (
     restore_renamed_settings,
 )
 from lightning_modules.networks.deeplab import BACKBONES, ClassDomainDiscriminator, DeepLabV2
-from lightning_modules.networks.padain import MODES, PermutedAdaINCheckpointing, padain_suspended
+from lightning_modules.networks.padain import MODES, padain_suspended
+from lightning_modules.random_streams import PermutedAdaINCheckpointing
 
 ADAPTATIONS = ("none", "fada")
 
@@ -147,6 +148,7 @@ class SemanticSegmenter(PermutedAdaINCheckpointing, LightningModule):
         return self.global_step // (1 if self.discriminator is None else 2)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)  # the pAdaIN streams
         restore_renamed_settings(self.hparams, checkpoint.get("hyper_parameters", {}))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

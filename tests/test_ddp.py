@@ -3,7 +3,7 @@ weights and buffers on both ranks, an evaluation gives the single-process result
 
 - Structural analogy: a pyramid trained scale by scale (ImagePyramidModule, as SinGAN's) with
   fresh per-scale optimizers and alternating critic and generator steps (unused-parameter
-  detection), training noise seeded per rank, each scale's sigma drawn from a random
+  detection), training noise seeded per rank (every rank's stream saved), each scale's sigma drawn from a random
   reconstruction on each rank and rank 0's broadcast, buffers broadcast at each scale's end.
 - HP-VAE-GAN: the same counting base (ProgressiveModule) with VAE levels (one optimizer, a
   posterior sample per rank, sigma broadcast) before the adversarial levels in one run, and
@@ -37,7 +37,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("name", ["analogy", "hp_vae_gan", "domain_intersection"])
 def test_two_processes_end_with_identical_weights(name, tiny_runs, tmp_path):
-    assert_ddp_ranks_agree(str(tiny_runs.config(name)), tmp_path)
+    last = assert_ddp_ranks_agree(str(tiny_runs.config(name)), tmp_path)
+    streams = torch.load(last, map_location="cpu", weights_only=True)["iteration_progress"]["rng"]
+    if name != "domain_intersection":  # the pyramids' training noise: each rank's own, each saved
+        noise = streams["noise"]["state"]
+        assert noise.shape[0] == 2 and not torch.equal(noise[0], noise[1])  # [processes, bytes]
 
 
 def test_classifier_ranks_agree_and_the_checkpoint_keeps_each_ranks_padain_stream(tiny_runs, tmp_path):

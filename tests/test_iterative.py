@@ -41,6 +41,22 @@ def test_streams_are_seeded_by_name_settings_and_continue_after_a_checkpoint():
         assert torch.equal(torch.rand(4, generator=resumed.rng(name)), torch.rand(4, generator=module.rng(name)))
 
 
+def test_each_process_continues_its_own_stream(monkeypatch):
+    ranks = []
+    for rank in (0, 1):
+        monkeypatch.setattr(Counter, "global_rank", property(lambda self, rank=rank: rank))
+        module = Counter()
+        torch.rand(2, generator=module.rng("noise"))
+        ranks.append(module)
+    states = torch.cat([saved(module)[CHECKPOINT_KEY]["rng"]["noise"]["state"] for module in ranks])  # [2, bytes]
+    assert not torch.equal(states[0], states[1])  # seeded with the rank
+    checkpoint = {CHECKPOINT_KEY: {"iteration": 2, "rng": {"noise": {"state": states, "device_type": "cpu"}}}}
+    for rank, module in enumerate(ranks):
+        monkeypatch.setattr(Counter, "global_rank", property(lambda self, rank=rank: rank))
+        expected = torch.rand(4, generator=module.rng("noise"))
+        assert torch.equal(torch.rand(4, generator=restored(checkpoint).rng("noise")), expected)
+
+
 def test_a_restored_stream_not_drawn_from_yet_is_saved_again():
     module = Counter()
     torch.rand(2, generator=module.rng("noise"))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 import torch
@@ -240,21 +239,3 @@ def restore_padain_generators(model: nn.Module, states: torch.Tensor) -> None:
         return
     for layer, state in zip(layers, states):
         layer.generator().set_state(state.cpu().clone())  # a state of its own: no view into the checkpoint
-
-
-class PermutedAdaINCheckpointing:
-    """LightningModule mixin: checkpoints carry each process's pAdaIN random states (layers of
-    `self.network`), so a resumed run takes the same pAdaIN decisions as an uninterrupted one."""
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        states = padain_generator_states(self.network)
-        if states is not None:  # every process saves; all_gather gives [processes, layers, bytes]
-            gathered = self.all_gather(states.to(self.device)).cpu()
-            checkpoint["padain_generators"] = gathered if gathered.dim() == 3 else gathered[None]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        states = checkpoint.get("padain_generators")
-        if states is not None and padain_layers(self.network):
-            restore_padain_generators(self.network, states[min(self.global_rank, len(states) - 1)])
