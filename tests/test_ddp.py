@@ -3,7 +3,8 @@ weights and buffers on both ranks, an evaluation gives the single-process result
 
 - Structural analogy: a pyramid trained scale by scale (ImagePyramidModule, as SinGAN's) with
   fresh per-scale optimizers and alternating critic and generator steps (unused-parameter
-  detection), training noise seeded per rank (every rank's stream saved), each scale's sigma drawn from a random
+  detection), training noise seeded per rank (every rank's stream saved: a stopped run resumes
+  bit-identically), each scale's sigma drawn from a random
   reconstruction on each rank and rank 0's broadcast, buffers broadcast at each scale's end.
 - HP-VAE-GAN: the same counting base (ProgressiveModule) with VAE levels (one optimizer, a
   posterior sample per rank, sigma broadcast) before the adversarial levels in one run, and
@@ -30,6 +31,7 @@ import torch
 
 from synthetic import write_segmentation_shift
 from tests.helpers import REPO, assert_ddp_ranks_agree, run_cli, run_two_processes
+from tests.methods import METHODS, assert_same_run, load
 from tests.test_segmenter import FADA
 
 pytestmark = pytest.mark.slow
@@ -42,6 +44,17 @@ def test_two_processes_end_with_identical_weights(name, tiny_runs, tmp_path):
     if name != "domain_intersection":  # the pyramids' training noise: each rank's own, each saved
         noise = streams["noise"]["state"]
         assert noise.shape[0] == 2 and not torch.equal(noise[0], noise[1])  # [processes, bytes]
+
+
+def test_a_stopped_two_process_run_resumes_bit_identically(tiny_runs, tmp_path):
+    """Each process continues its own noise stream (the checkpoint holds both)."""
+    config, method = str(tiny_runs.config("analogy")), METHODS["analogy"]
+    expected = load(assert_ddp_ranks_agree(config, tmp_path / "uninterrupted"))
+    root = tmp_path / "stopped"
+    for extra in (f"--trainer.max_steps={method.steps(method.middle)}", "--ckpt_path=last"):
+        result = run_two_processes("fit", "--config", config, f"--trainer.default_root_dir={root}", extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(expected, load(root / "checkpoints" / "last.ckpt"))
 
 
 def test_classifier_ranks_agree_and_the_checkpoint_keeps_each_ranks_padain_stream(tiny_runs, tmp_path):
