@@ -78,7 +78,9 @@ def plain_did(size: int, device: torch.device) -> Callable[[dict[str, torch.Tens
     """The official `train/train.py` step written directly: autoencoder step, then the critic step on fresh codes."""
     autoencoder = IntersectionAutoencoder(depth=depth_for(size)).to(device)
     critic = CodeCritic(462 * (size // 2 ** depth_for(size)) ** 2).to(device)
-    loss = IntersectionDifferenceLoss()
+    loss = IntersectionDifferenceLoss(
+        rec_weight=1.0, zero_weight=1.0, confusion_weight=0.001, confusion_target="official"
+    )
     autoencoder_optimizer = torch.optim.Adam(autoencoder.parameters(), lr=2e-4, betas=(0.5, 0.999))
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.999))
 
@@ -103,7 +105,7 @@ def plain_mbu(size: int, device: torch.device) -> Callable[[dict[str, torch.Tens
     """The official `mask_train.py` step written directly: autoencoder step, then the critic step on fresh codes."""
     networks = MaskTransferNetworks(depth=depth_for(size)).to(device)
     critic = CodeCritic(487 * (size // 2 ** depth_for(size)) ** 2).to(device)
-    loss = MaskTransferLoss()
+    loss = MaskTransferLoss(7.0, 5.0, 0.7, 0.7, 0.0, 0.001, 0.005, "official")  # the official eyewear weights
     autoencoder_optimizer = torch.optim.Adam(networks.parameters(), lr=2e-4, betas=(0.5, 0.999))
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.999))
 

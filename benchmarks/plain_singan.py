@@ -22,7 +22,7 @@ def train_plain(
     pyramid: list[torch.Tensor], iters_per_scale: int, device: torch.device, on_iteration: Callable[[int], None]
 ) -> None:
     """Train every scale for `iters_per_scale` iterations; `on_iteration(scale)` runs after each."""
-    loss = SinGANLoss()
+    loss = SinGANLoss(gp_weight=0.1, rec_weight=10.0, adversarial_weight=1.0)  # the official weights
     rng = torch.Generator(device=device).manual_seed(0)
     pyramid = [real.to(device) for real in pyramid]
     shapes = [tuple(real.shape[-2:]) for real in pyramid]

@@ -51,7 +51,22 @@ def sifid(feature_extractor: nn.Module, real: torch.Tensor, generated: torch.Ten
     return torch.stack(scores)
 
 
-class SIFID(SampleMetric):
+class InceptionMaps:
+    """Callback mixin: the activation maps that SIFID compares, from `feature_extractor` or, when
+    that is None, from the Inception layers given by `channels` (loaded at setup)."""
+
+    channels: int
+    feature_extractor: nn.Module | None
+    weights_path: str | None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if self.feature_extractor is None:
+            self.feature_extractor = InceptionSpatial(self.channels, self.weights_path)
+        self.feature_extractor.eval().requires_grad_(False)
+
+
+class SIFID(InceptionMaps, SampleMetric):
     """SIFID mean and std over `num_samples` generated images, at the end of training and test.
 
     Args:
@@ -76,12 +91,6 @@ class SIFID(SampleMetric):
         self.channels = channels
         self.feature_extractor = feature_extractor
         self.weights_path = weights_path
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if self.feature_extractor is None:
-            self.feature_extractor = InceptionSpatial(self.channels, self.weights_path)
-        self.feature_extractor.eval().requires_grad_(False)
 
     def measure(self, pl_module: LightningModule) -> dict[str, float]:
         """The mean and std over samples of every named set: "sifid_mean", or "sifid_<name>_mean", and "_std"."""

@@ -24,13 +24,12 @@ from __future__ import annotations
 from abc import abstractmethod
 
 import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from torch import nn
 
 from callbacks.evaluation import SampleMetric
 from callbacks.fid_kid import to_uint8
-from callbacks.inception import InceptionSpatial
-from callbacks.sifid import frechet_distance, gaussian_of_positions
+from callbacks.sifid import InceptionMaps, frechet_distance, gaussian_of_positions
 from dfgen.contract import VideoClips
 
 
@@ -86,7 +85,7 @@ class VideoDiversity(_VideoMetric):
         return {"diversity": diversity(real, generated).item()}
 
 
-class VideoSIFID(_VideoMetric):
+class VideoSIFID(InceptionMaps, _VideoMetric):
     """Per-clip video SIFID (see the module docstring): mean and std over `num_samples` clips.
 
     Args:
@@ -108,12 +107,6 @@ class VideoSIFID(_VideoMetric):
         self.channels = channels
         self.feature_extractor = feature_extractor
         self.weights_path = weights_path
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if self.feature_extractor is None:
-            self.feature_extractor = InceptionSpatial(self.channels, self.weights_path)
-        self.feature_extractor.eval().requires_grad_(False)
 
     def measure_clips(self, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
         scores = video_sifid(self.feature_extractor.to(real.device), real, generated)

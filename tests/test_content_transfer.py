@@ -113,7 +113,8 @@ def test_autoencoder_terms_by_hand():
 
 
 def test_zero_weight_terms_are_computed_but_not_added_and_a_zero_confusion_weight_skips_the_critic():
-    loss = MaskTransferLoss(cycle_common_weight=0.0, cycle_separate_weight=0.0, confusion_weight=0.0)
+    loss = MaskTransferLoss(7.0, 5.0, 0.7, 0.7, cycle_common_weight=0.0, cycle_separate_weight=0.0,
+                            confusion_weight=0.0, confusion_target="official")  # fmt: skip
     terms = loss.autoencoder(Recorder(), None, torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2))
     assert set(terms) == {"loss", "rec_b", "rec_a", "identity_b", "identity_a", "cycle_common", "cycle_separate"}
     assert terms["loss"].item() == pytest.approx(7 * 0.375 + 5 * 0.25)  # the cycle terms (0.25 each) left out

@@ -108,7 +108,9 @@ def test_autoencoder_loss_terms_by_hand(target, expected):
 
 
 def test_zero_confusion_weight_drops_the_term():
-    loss = IntersectionDifferenceLoss(confusion_weight=0.0)
+    loss = IntersectionDifferenceLoss(
+        rec_weight=1.0, zero_weight=1.0, confusion_weight=0.0, confusion_target="official"
+    )
     model = DomainIntersectionDifference(**SMALL)
     images = {d: torch.randn(2, 3, 32, 32) for d in "ab"}
     codes = {d: model.autoencoder.encode(x) for d, x in images.items()}

@@ -42,7 +42,7 @@ def test_kl_is_the_mean_over_latent_elements():
 
 
 def test_vae_loss_is_weighted_reconstructions_plus_kl():
-    loss = HPVAEGANLoss(rec_weight=10.0, kl_weight=1.0)
+    loss = HPVAEGANLoss(rec_weight=10.0, kl_weight=1.0, gp_weight=0.1, adversarial_weight=1.0)
     real, rec = torch.zeros(1, 3, 2, 2, 2), torch.full((1, 3, 2, 2, 2), 0.5)  # MSE 0.25
     real_zero, vae = torch.zeros(1, 3, 2, 1, 1), torch.full((1, 3, 2, 1, 1), -1.0)  # MSE 1
     mu, logvar = torch.ones(1, 4, 2, 1, 1), torch.zeros(1, 4, 2, 1, 1)  # KL 0.5 per element
@@ -58,13 +58,14 @@ def test_gan_level_losses_match_a_hand_computation():
     critic = VideoCritic(width=4, num_blocks=2)
     real, fake = torch.rand(1, 3, 3, 6, 6) * 2 - 1, torch.rand(1, 3, 3, 6, 6) * 2 - 1
     rec = real + 0.1
-    terms = HPVAEGANLoss().generator(critic, fake, rec, real)
+    loss = HPVAEGANLoss(rec_weight=10.0, kl_weight=1.0, gp_weight=0.1, adversarial_weight=1.0)
+    terms = loss.generator(critic, fake, rec, real)
     assert terms["loss"].item() == pytest.approx(-critic(fake).mean().item() + 10 * 0.01, rel=1e-4)
     epsilon = torch.tensor(0.3)
     mixed = (epsilon * real + (1 - epsilon) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed)
     penalty = ((grad.norm(dim=1) - 1) ** 2).mean()  # per-voxel norm over channels
-    critic_terms = HPVAEGANLoss().critic(critic, real, fake, epsilon)
+    critic_terms = loss.critic(critic, real, fake, epsilon)
     expected = -critic(real).mean() + critic(fake).mean() + 0.1 * penalty
     assert critic_terms["loss"].item() == pytest.approx(expected.item(), rel=1e-4)
 

@@ -110,7 +110,7 @@ def test_gradient_penalty_interpolates_with_one_epsilon():
 def test_critic_and_generator_losses_by_hand():
     critic = linear_critic([0.5, -1.0, 2.0])
     real, fake = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
-    loss = SinGANLoss(gp_weight=0.1, rec_weight=10.0)
+    loss = SinGANLoss(gp_weight=0.1, rec_weight=10.0, adversarial_weight=1.0)
     terms = loss.critic(critic, real, fake, torch.tensor(0.5))
     d_real, d_fake = critic(real).mean(), critic(fake).mean()
     gp = (torch.tensor([0.5, -1.0, 2.0]).norm() - 1) ** 2
@@ -125,7 +125,7 @@ def test_critic_and_generator_losses_by_hand():
 def test_critic_loss_does_not_reach_the_generator():
     generator, critic = ScaleGenerator(8), PatchCritic(8)
     fake = generator(torch.randn(1, 3, 16, 16), torch.zeros(1, 3, 16, 16))
-    SinGANLoss().critic(critic, torch.randn(1, 3, 16, 16), fake, torch.tensor(0.5))["loss"].backward()
+    SinGANLoss(0.1, 10.0, 1.0).critic(critic, torch.randn(1, 3, 16, 16), fake, torch.tensor(0.5))["loss"].backward()
     assert all(p.grad is None for p in generator.parameters())
 
 

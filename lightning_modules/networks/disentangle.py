@@ -161,10 +161,10 @@ class IntersectionDifferenceLoss:
 
     def __init__(
         self,
-        rec_weight: float = 1.0,
-        zero_weight: float = 1.0,
-        confusion_weight: float = 0.001,
-        confusion_target: str = "official",
+        rec_weight: float,
+        zero_weight: float,
+        confusion_weight: float,
+        confusion_target: str,
     ) -> None:
         self.rec_weight, self.zero_weight, self.confusion_weight = rec_weight, zero_weight, confusion_weight
         self.targets = check_confusion_target(confusion_target)

@@ -1,4 +1,8 @@
-"""Losses: the pyramid GANs' (SinGAN, structural analogy, HP-VAE-GAN) and AugMix's consistency loss."""
+"""Losses: the pyramid GANs' (SinGAN, structural analogy, HP-VAE-GAN) and AugMix's consistency loss.
+
+A loss class takes every weight without a default: the defaults, the official values, are the
+method's settings (`--model.rec_weight`), declared once in its LightningModule.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +60,7 @@ class SinGANLoss:
     with gamma = `adversarial_weight` (1 in SinGAN).
     """
 
-    def __init__(self, gp_weight: float = 0.1, rec_weight: float = 10.0, adversarial_weight: float = 1.0) -> None:
+    def __init__(self, gp_weight: float, rec_weight: float, adversarial_weight: float) -> None:
         self.gp_weight = gp_weight
         self.rec_weight = rec_weight
         self.adversarial_weight = adversarial_weight
@@ -98,9 +102,7 @@ class HPVAEGANLoss(SinGANLoss):
     beta = 1, lambda = 0.1, gamma = 1 in the official code.
     """
 
-    def __init__(
-        self, rec_weight: float = 10.0, kl_weight: float = 1.0, gp_weight: float = 0.1, adversarial_weight: float = 1.0
-    ) -> None:
+    def __init__(self, rec_weight: float, kl_weight: float, gp_weight: float, adversarial_weight: float) -> None:
         super().__init__(gp_weight, rec_weight, adversarial_weight)
         self.kl_weight = kl_weight
 
@@ -139,11 +141,11 @@ class StructuralAnalogyLoss:
 
     def __init__(
         self,
-        gp_weight: float = 0.1,
-        rec_weight: float = 1.0,
-        cycle_weight: float = 1.0,
-        b_adversarial_weight: float = 1.0,
-        adversarial_weight: float = 1.0,
+        gp_weight: float,
+        rec_weight: float,
+        cycle_weight: float,
+        b_adversarial_weight: float,
+        adversarial_weight: float,
     ) -> None:
         self.gp_weight = gp_weight
         self.rec_weight = rec_weight

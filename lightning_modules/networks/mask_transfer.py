@@ -106,14 +106,14 @@ class MaskTransferLoss:
 
     def __init__(
         self,
-        rec_b_weight: float = 7.0,
-        rec_a_weight: float = 5.0,
-        identity_b_weight: float = 0.7,
-        identity_a_weight: float = 0.7,
-        cycle_common_weight: float = 0.0,
-        cycle_separate_weight: float = 0.001,
-        confusion_weight: float = 0.005,
-        confusion_target: str = "official",
+        rec_b_weight: float,
+        rec_a_weight: float,
+        identity_b_weight: float,
+        identity_a_weight: float,
+        cycle_common_weight: float,
+        cycle_separate_weight: float,
+        confusion_weight: float,
+        confusion_target: str,
     ) -> None:
         self.weights = {
             "rec_b": rec_b_weight,
