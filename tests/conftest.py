@@ -31,8 +31,9 @@ def tiny_runs(tmp_path_factory) -> TinyRuns:
     return TinyRuns(tmp_path_factory.mktemp("tiny_runs"))
 
 
-LEARNING_TEST_THREADS = 2  # the CPU threads the learning tests' known answers were measured with
-# unless a learning module says otherwise with its own MEASURED_THREADS
+LEARNING_TEST_THREADS = 1  # the CPU threads the learning tests' known answers were measured with
+# unless a learning module says otherwise with its own MEASURED_THREADS (one thread also keeps two
+# workers on two cores from competing for them)
 
 
 @pytest.fixture(scope="module", autouse=True)

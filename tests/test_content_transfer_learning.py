@@ -31,7 +31,6 @@ from tests.helpers import assert_mutant_outcome
 
 pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make test-fast` does not
 
-MEASURED_THREADS = 1  # the figures above (tests/conftest.py pins it)
 
 NETWORK = {"image_size": 32, "depth": 4, "code_channels": 32, "separate_channels": 8, "base_channels": 16}
 RECIPE = {"lr": 1e-3, "lr_critic": 1e-3, "iterations": 400}  # otherwise the official eyewear recipe

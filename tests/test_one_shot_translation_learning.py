@@ -33,7 +33,6 @@ from lightning_modules.one_shot_translation import OneShotTranslation
 
 pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make test-fast` does not
 
-MEASURED_THREADS = 1  # the figures above (tests/conftest.py pins it)
 
 WIDTHS = {"ngf": 32, "ndf": 32}
 MUTANTS = {"selective_backprop_off": {"selective_backprop": False}}  # the paper's ablation switch

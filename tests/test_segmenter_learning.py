@@ -20,6 +20,8 @@ from synthetic import write_segmentation_shift
 
 pytestmark = pytest.mark.slow  # minutes of training: `make test` runs it, `make test-fast` does not
 
+MEASURED_THREADS = 2  # the margin above (tests/conftest.py pins it)
+
 
 def test_source_only_training_segments_the_shifted_target(tmp_path):
     gtav, cityscapes = write_segmentation_shift(tmp_path, count_source=48, count_target=16)
