@@ -1,7 +1,7 @@
 """Cost of Permuted AdaIN: training images per second and peak memory, with and without the layer.
 
     python -m benchmarks.padain_speed [--task classification] [--steps 20] [--repeats 3] [--device cuda]
-    python -m benchmarks.padain_speed --task segmentation [--size 1280 720] [--batch-size 2]
+    python -m benchmarks.padain_speed --task segmentation [--shape 720 1280] [--batch-size 2]
     python -m benchmarks.padain_speed --probabilities 0 0.01 [--threads 1]
 
 classification: a CIFAR ResNet-18 on 32x32 inputs, batch 128, with p = 0 (no layer), 0.01 (the
@@ -36,16 +36,16 @@ from lightning_modules.segmenter import upsample
 
 PROBABILITIES = {"classification": (0.0, 0.01, 1.0), "segmentation": (0.0, 0.01)}
 BATCH_SIZES = {"classification": 128, "segmentation": 2}
-SIZES = {
+SHAPES = {  # (height, width)
     "classification": {"cpu": (32, 32), "cuda": (32, 32)},
-    "segmentation": {"cpu": (320, 180), "cuda": (1280, 720)},
+    "segmentation": {"cpu": (180, 320), "cuda": (720, 1280)},
 }
 
 
-def build(task: str, p: float, batch_size: int, size: tuple[int, int], device: torch.device) -> Callable[[], None]:
-    """One training step of the task's network on fixed random data; inputs are size (width, height)."""
+def build(task: str, p: float, batch_size: int, shape: tuple[int, int], device: torch.device) -> Callable[[], None]:
+    """One training step of the task's network on fixed random data; inputs are (height, width) `shape`."""
     torch.manual_seed(0)
-    width, height = size
+    height, width = shape
     images = torch.randn(batch_size, 3, height, width, device=device)
     if task == "classification":
         network: nn.Module = build_classifier("resnet18", 100, cifar_stem=True, padain_p=p)
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="timed steps (default: 20 classification, 5 segmentation)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"))
+    parser.add_argument("--shape", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--probabilities", type=float, nargs="+", help="the p values (default: the task's)")
     parser.add_argument("--threads", type=int, help="torch CPU threads of each measurement (default: torch's)")
@@ -113,14 +113,14 @@ def main() -> None:
     device = torch.device(args.device)
     steps = args.steps or (20 if args.task == "classification" else 5)
     batch_size = args.batch_size or BATCH_SIZES[args.task]
-    size = tuple(args.size or SIZES[args.task][device.type])
+    shape = tuple(args.shape or SHAPES[args.task][device.type])
     if args.p is not None:
-        print(json.dumps(measure(build(args.task, args.p, batch_size, size, device), steps, batch_size, device)))
+        print(json.dumps(measure(build(args.task, args.p, batch_size, shape, device), steps, batch_size, device)))
         return
     network = "CIFAR ResNet-18" if args.task == "classification" else "DeepLab-v2 ResNet-101, frozen BatchNorm"
     memory = "peak GPU MiB" if device.type == "cuda" else "peak RSS MiB"
     threads = args.threads or torch.get_num_threads()
-    print(f"{network}, batch {batch_size}, {size[0]}x{size[1]}, {steps} steps on {args.device} ", end="")
+    print(f"{network}, batch {batch_size}, {shape[1]}x{shape[0]}, {steps} steps on {args.device} ", end="")
     print(f"({threads} threads), median of {args.repeats} interleaved runs\n")
     probabilities = args.probabilities or PROBABILITIES[args.task]
     header = f"| pAdaIN p | images/s | relative to p={probabilities[0]} | CPU s/step | {memory} |"
@@ -130,7 +130,7 @@ def main() -> None:
         for p in runs:
             result = measure_in_child(
                 "benchmarks.padain_speed", "--task", args.task, "--p", p, "--steps", steps,
-                "--batch-size", batch_size, "--device", args.device, "--size", *size, "--threads", threads,
+                "--batch-size", batch_size, "--device", args.device, "--shape", *shape, "--threads", threads,
             )  # fmt: skip
             runs[p].append(result)
     baseline = statistics.median(r["images_per_s"] for r in runs[probabilities[0]])
