@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import time
 
 import torch
 from lightning.pytorch import Trainer
 
-from benchmarks.child import measure_in_child
+from benchmarks.child import measure_in_child, peak_memory_mib
 from benchmarks.plain_singan import timed
 from benchmarks.singan_speed import IterationClock, device_name
 from datamodules.image_pair import ImagePairDataModule
@@ -53,8 +52,7 @@ def per_scale(iters: int, device: torch.device) -> dict:
         "shapes": data.pyramid_shapes,
         # the first iterations of a scale pay for allocation and kernel selection
         "ms": [1000 * statistics.median(times[s][iters // 2 :]) for s in sorted(times)],
-        "peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **peak_memory_mib(device),
     }
 
 

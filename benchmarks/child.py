@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
+
+import torch
 
 
 def measure_in_child(module: str, *arguments: object) -> dict:
@@ -18,3 +21,9 @@ def measure_in_child(module: str, *arguments: object) -> dict:
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited with {child.returncode}:\n{child.stderr[-4000:]}")
     return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def peak_memory_mib(device: torch.device) -> dict[str, float | None]:
+    """This process's peak GPU memory (None off the GPU) and peak resident memory, in MiB."""
+    gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"peak_gpu_mib": gpu, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 from collections.abc import Callable
 
@@ -22,7 +21,7 @@ import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader
 
-from benchmarks.child import measure_in_child
+from benchmarks.child import measure_in_child, peak_memory_mib
 from benchmarks.plain_singan import timed
 from benchmarks.singan_speed import IterationClock, device_name
 from datamodules.loaders import BatchStream, StreamedTrainingData
@@ -146,8 +145,7 @@ def run_variant(method: str, variant: str, size: int, batch: int, iters: int, de
     seconds = train(method, data, iters, device, timed(device))[iters // 3 :]
     return {
         "it_per_s": 1 / statistics.median(seconds),
-        "peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **peak_memory_mib(device),
     }
 
 

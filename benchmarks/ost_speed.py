@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from benchmarks.child import measure_in_child
+from benchmarks.child import measure_in_child, peak_memory_mib
 from benchmarks.plain_singan import timed
 from benchmarks.singan_speed import IterationClock, device_name
 from datamodules.digits import OneShotDigitsDataModule
@@ -70,8 +69,7 @@ def run_case(case: str, iters: int, device: torch.device, work: Path) -> dict:
     seconds = [s for _, s in clock.times][iters // 3 :]
     return {
         "it_per_s": 1 / statistics.median(seconds),
-        "peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **peak_memory_mib(device),
     }
 
 
