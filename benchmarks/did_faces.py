@@ -21,10 +21,9 @@ import json
 from pathlib import Path
 
 import torch
-import yaml
 
 from datamodules.celeba_domains import CelebAAttributeDomains
-from lightning_modules.cli import build_cli
+from lightning_modules.cli import build_cli, config_settings
 from lightning_modules.domain_intersection import DomainIntersectionDifference
 from synthetic import read_face_factors, write_synthetic_celeba
 
@@ -88,7 +87,7 @@ def operation_scores(model: DomainIntersectionDifference, a: torch.Tensor, b: to
 
 def evaluation_batch(data_dir: Path, config: str = CONFIG, **overrides) -> dict[str, torch.Tensor]:
     """The 64 test pairs, loaded as the config's DataModule loads them (with `overrides`)."""
-    init_args = yaml.safe_load(Path(config).read_text())["data"]["init_args"]
+    init_args = config_settings(config)["data"]["init_args"]  # the task's file holds only its differences
     data = CelebAAttributeDomains(**(init_args | {"data_dir": str(data_dir), "in_memory": False} | overrides))
     return next(iter(data.val_dataloader()))
 

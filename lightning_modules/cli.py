@@ -267,6 +267,13 @@ def composed_config(path: Path) -> dict[str, Any] | None:
     return _on_top_of_bases(path, settings, ())
 
 
+def config_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """All the settings of the config file `path`, its bases merged in: what a script that reads a
+    config for itself must use, since a task's file holds only its differences from its base."""
+    path = Path(path)
+    return composed_config(path) or _yaml_content(path)
+
+
 def _on_top_of_bases(path: Path, settings: dict[str, Any], including: tuple[Path, ...]) -> dict[str, Any]:
     """`settings` (those of the file `path`, which the files `including` include in turn) merged on
     top of its bases."""

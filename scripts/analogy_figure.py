@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 from PIL import Image, ImageDraw
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 from torchvision.utils import make_grid
 
 from datamodules.image_pair import ImagePairDataModule
+from lightning_modules.cli import config_settings
 
 APPLICATIONS = {  # application: the translation direction that is its result
     "analogy": "ab",
@@ -33,7 +33,7 @@ CELL = 96
 
 def reals(application: str, image_size: int) -> list[torch.Tensor]:
     """The pair as trained: each image resized by the DataModule, in [0, 1]."""
-    config = yaml.safe_load(Path(f"configs/structural_analogy/{application}.yaml").read_text())["data"]["init_args"]
+    config = config_settings(f"configs/structural_analogy/{application}.yaml")["data"]["init_args"]
     data = ImagePairDataModule(config["path_a"], config["path_b"], image_size=image_size, min_size=config["min_size"])
     return [data.images[domain] * 0.5 + 0.5 for domain in "ab"]
 

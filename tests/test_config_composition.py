@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_modules.cli import BASE_KEY, cli_main, merged_settings
+from lightning_modules.cli import BASE_KEY, cli_main, config_settings, merged_settings
 from tests.helpers import run_cli
 from tests.test_configs import resolved_config
 
@@ -57,6 +57,18 @@ def test_a_task_inherits_its_base_and_overrides_single_keys(base, tmp_path, caps
     assert [callback["class_path"] for callback in callbacks] == ["callbacks.SampleGrid", CHECKPOINT]
     # an interpolation in the base sees the task's value: it resolves after the merge
     assert callbacks[1]["init_args"]["dirpath"] == "runs/task/kept"
+
+
+def test_a_script_reads_a_task_with_its_base(base, tmp_path, capsys):
+    """config_settings, for benchmarks and scripts that read a config themselves: the settings the
+    CLI resolves (a task's file alone lacks its base's; a benchmark that read it so evaluated the
+    wrong test pairs)."""
+    task = write(tmp_path / "method" / "task.yaml", "base: ../shared/_base.yaml\ndata:\n  init_args: {max_size: 20}\n")
+    data = config_settings(task)["data"]["init_args"]
+    assert data == {"path": "assets/hubble_deep_field.jpg", "max_size": 20, "min_size": 12}
+    resolved = resolved_config(capsys, task)["data"]["init_args"]
+    assert {key: resolved[key] for key in data} == data
+    assert config_settings(base) == yaml.safe_load(BASE)  # a file without a base, as it is
 
 
 def test_lists_are_replaced_and_later_bases_win(base, tmp_path, capsys):

@@ -27,7 +27,7 @@ from dfgen.contract import (
     require,
     step_outputs,
 )
-from lightning_modules.cli import composed_config
+from lightning_modules.cli import config_settings
 from tests.helpers import REPO, TinyClassifierNet, TinyFeatures, TinySpatialFeatures, TinyStyleFeatures, ToyImages
 
 # Callbacks that the README and the tests add on the command line (`--trainer.callbacks+=...`)
@@ -50,23 +50,18 @@ def listed_callbacks(trainer: dict) -> list[str]:
     return [entry["class_path"] for entry in listed if isinstance(entry, dict) and "class_path" in entry]
 
 
-def read_config(path: Path) -> dict:
-    """A config's settings, composed on its bases when it names some."""
-    return composed_config(path) or yaml.safe_load(path.read_text())
-
-
 def config_uses() -> list[tuple[str, str, str, list[str]]]:
     """(config, model class path, data class path, callback class paths) of every config and sweep."""
     uses = []
     for path in sorted((REPO / "configs").rglob("*.yaml")):
         if path.parent.name == "variants" or path.name.startswith("_"):  # variants and bases: not runs
             continue
-        config = read_config(path)
+        config = config_settings(path)
         if path.parent.name == "sweeps":  # the sweep's program runs a config with callbacks added
             command = config["command"]
             path = REPO / command[command.index("--config") + 1]
             added = [arg.split("=", 1)[1] for arg in command if arg.startswith("--trainer.callbacks+=")]
-            config = read_config(path)
+            config = config_settings(path)
         else:
             added = []
         model, data = config["model"]["class_path"], config["data"]["class_path"]
