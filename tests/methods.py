@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from lightning_modules.cli import config_settings
 from synthetic import (
     pattern_image,
     write_cifar,
@@ -177,7 +178,7 @@ def assert_same_run(expected: dict, actual: dict) -> None:
 
 def model_class(config: Path) -> type:
     """The LightningModule class a config names."""
-    module, _, name = yaml.safe_load(config.read_text())["model"]["class_path"].rpartition(".")
+    module, _, name = config_settings(config)["model"]["class_path"].rpartition(".")
     return getattr(importlib.import_module(module), name)
 
 
@@ -226,7 +227,7 @@ class TinyRuns:
 
     def _write_config(self, name: str) -> Path:
         method = METHODS[name]
-        config = yaml.safe_load((REPO / "configs" / method.smoke).read_text())
+        config = config_settings(REPO / "configs" / method.smoke)
         config["model"]["init_args"] |= method.model
         if name == "one_shot_phase2":
             config["model"]["init_args"]["phase_one_checkpoint"] = str(self.reference("one_shot_phase1"))
