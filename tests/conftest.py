@@ -32,20 +32,19 @@ def tiny_runs(tmp_path_factory) -> TinyRuns:
 
 
 LEARNING_TEST_THREADS = 1  # the CPU threads the learning tests' known answers were measured with
-# unless a learning module says otherwise with its own MEASURED_THREADS (one thread also keeps two
-# workers on two cores from competing for them)
+# (one thread also keeps two workers on two cores from competing for them)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def measured_thread_count(request):
     """The learning tests (tests/*_learning.py) run with the thread count their bars were measured at
-    (the module's MEASURED_THREADS, or LEARNING_TEST_THREADS) on any machine, in parallel runs too:
+    (LEARNING_TEST_THREADS) on any machine, in parallel runs too:
     the order of floating-point sums depends on the thread count, and so does a long training run.
     Module-scoped and automatic, so it comes before the module's own fixtures, which may train."""
     if not request.module.__name__.endswith("_learning"):
         yield
         return
     threads = torch.get_num_threads()
-    torch.set_num_threads(getattr(request.module, "MEASURED_THREADS", LEARNING_TEST_THREADS))
+    torch.set_num_threads(LEARNING_TEST_THREADS)
     yield
     torch.set_num_threads(threads)
