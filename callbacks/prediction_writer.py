@@ -109,6 +109,7 @@ class ImagePredictionWriter(FilePredictionWriter):
     `predict_step` returns `dfgen.contract.ImagePrediction`, {"images": [B, 3, H, W] in
     [-1, 1], "names": list of B names} and optionally "extras": {name: [3, H, W]}, single
     images written beside them but left out of the grid (SinGAN's reconstruction, for example).
+    A name "<folder>/<file>" is written into that subfolder.
 
     Args:
         output_dir: where to write; None means `<trainer.default_root_dir>/predictions`.
@@ -126,10 +127,12 @@ class ImagePredictionWriter(FilePredictionWriter):
 
     def write(self, directory: Path, prediction: dict[str, Any]) -> None:
         images = to_unit_range(prediction["images"])
-        for image, name in zip(images, prediction["names"]):
-            save_image(image, directory / f"{name}.png")
-        for name, image in prediction.get("extras", {}).items():
-            save_image(to_unit_range(image), directory / f"{name}.png")
+        named = list(zip(images, prediction["names"]))
+        named += [(to_unit_range(image), name) for name, image in prediction.get("extras", {}).items()]
+        for image, name in named:  # a name "<folder>/<file>" writes into a subfolder (SinGAN's images)
+            path = directory / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_image(image, path)
         missing = self.grid_size - sum(len(chunk) for chunk in self._grid_images)
         if missing > 0:
             self._grid_images.append(images[:missing])

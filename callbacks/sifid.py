@@ -10,10 +10,14 @@ The LightningModule provides `dfgen.contract.SingleImageFidelity`,
 
 each generated set with the image whose appearance it should carry: SinGAN's one set is named
 "" (logged as "<stage>/sifid_mean"), structural analogy's samples and translations have names
-(logged as "<stage>/sifid_<name>_mean").
+(logged as "<stage>/sifid_<name>_mean"). Names "<group>/<member>" form a group, whose members'
+means are also summarised as "<stage>/sifid_<group>_mean" and "_std" (SinGAN's images, when one
+run trains several).
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -101,9 +105,14 @@ class SIFID(InceptionMaps, SampleMetric):
                 f"SIFID needs {type(pl_module).__name__}.sifid_images to return {{name: (real, generated)}} "
                 f"({CONTRACT_FILE}); it returned {type(groups).__name__}"
             )
-        values = {}
+        values, members = {}, defaultdict(list)
         for name, (real, generated) in groups.items():
             scores = sifid(self.feature_extractor, real.to(pl_module.device), generated.to(pl_module.device))
             key = f"sifid_{name}_" if name else "sifid_"
             values |= {key + "mean": scores.mean().item(), key + "std": scores.std().item()}
+            if "/" in name:
+                members[name.split("/")[0]].append(scores.mean())
+        for group, means in members.items():  # over the members' means: SinGAN's images, as the paper's tables
+            means = torch.stack(means)
+            values |= {f"sifid_{group}_mean": means.mean().item(), f"sifid_{group}_std": means.std().item()}
         return values

@@ -1,16 +1,18 @@
-"""One training image, its multi-scale pyramid, and sampling requests for `predict`."""
+"""Training images (one, or a folder of them trained together), their multi-scale pyramid, and
+sampling requests for `predict`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from dfgen.images import displayed_size, load_image
+from dfgen.images import displayed_size, list_images, load_image
 from dfgen.resize import Shape, resize
 from dfgen.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, SCALE_FACTOR, Each, check_settings
 
@@ -57,6 +59,20 @@ def build_pyramid(image: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor
     """Resize `image` [3, H, W] to every shape; returns [1, 3, h_s, w_s] tensors, coarse to fine."""
     batch = image.unsqueeze(0)
     return [resize(batch, shape).clamp(-1, 1) for shape in shapes]
+
+
+def training_image_files(path: str | list[str]) -> list[Path]:
+    """The training images `path` names: one file, a folder's images (sorted by name) or a list of files."""
+    if isinstance(path, (list, tuple)):
+        files = [Path(file) for file in path]
+    else:
+        files = list_images(path) if Path(path).is_dir() else [Path(path)]
+    stems = [file.stem for file in files]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise ValueError(f"data.path: the images' names must differ without their suffixes (each names its "
+                         f"predictions' folder); {', '.join(repeated)} repeat")  # fmt: skip
+    return files
 
 
 class RepeatedPyramid(IterableDataset):
@@ -107,11 +123,17 @@ def feather_mask(mask: torch.Tensor, dilation: int, sigma: float = 5.0) -> torch
 
 
 class SingleImageDataModule(LightningDataModule):
-    """A single training image as a multi-scale pyramid (SinGAN; `adjust_scales2image` and
-    `creat_reals_pyramid` in `SinGAN/functions.py` of tamarott/SinGAN).
+    """A training image as a multi-scale pyramid (SinGAN; `adjust_scales2image` and
+    `creat_reals_pyramid` in `SinGAN/functions.py` of tamarott/SinGAN), or K images that train
+    K models in one run, sharing one pyramid; every scale's batch is then [1, K*3, h_s, w_s],
+    image k in channels 3k..3k+2.
 
     Args:
-        path: the training image (PNG, JPEG, BMP or WebP).
+        path: the training image (PNG, JPEG, BMP or WebP), a folder of them (sorted by name) or a
+            list of files. Every image is read before anything else happens, so a bad one fails
+            the run at once, named.
+        image_shape: (height, width) every image is resized to before its pyramid is built; None
+            keeps each image's size, and several images must then give the same pyramid.
         max_size: long side of the finest scale; larger images are shrunk to it.
         min_size: short side of the coarsest scale.
         scale_factor: nominal ratio between scales, used to count them (0.75 in the paper).
@@ -144,12 +166,13 @@ class SingleImageDataModule(LightningDataModule):
     setting_rules = {
         "max_size": AT_LEAST_1, "min_size": AT_LEAST_1, "scale_factor": SCALE_FACTOR, "num_samples": AT_LEAST_1,
         "sample_scale": Each(POSITIVE, length=2), "gen_start_scale": NON_NEGATIVE, "inject_scale": AT_LEAST_1,
-        "batch_size": AT_LEAST_1, "inject_mask_dilation": NON_NEGATIVE,
+        "batch_size": AT_LEAST_1, "inject_mask_dilation": NON_NEGATIVE, "image_shape": Each(AT_LEAST_1, length=2),
     }  # fmt: skip
 
     def __init__(
         self,
-        path: str,
+        path: str | list[str],
+        image_shape: tuple[int, int] | None = None,
         max_size: int = 250,
         min_size: int = 25,
         scale_factor: float = 0.75,
@@ -168,11 +191,20 @@ class SingleImageDataModule(LightningDataModule):
         self.save_hyperparameters()
         check_settings(self)
         background = (255, 255, 255) if composite_alpha else None
-        width, height = displayed_size(path)
-        if min(height, width) < min_size:
-            raise ValueError(f"{path}: image is {height}x{width}, smaller than min_size={min_size} on its short side")
-        self.pyramid_shapes, self.pyramid_ratio = pyramid_geometry(height, width, min_size, max_size, scale_factor)
-        self.image = load_image(path, background, at_least=self.pyramid_shapes[-1])
+        files = training_image_files(path)
+        self.image_names = [file.stem for file in files]
+        geometries = [self._geometry(file) for file in files]
+        self.pyramid_shapes, self.pyramid_ratio = geometries[0]
+        for file, geometry in zip(files[1:], geometries[1:]):
+            if geometry != geometries[0]:
+                raise ValueError(
+                    f"{file}: its pyramid {geometry[0]} differs from {files[0]}'s {self.pyramid_shapes}; the images "
+                    "of one run share one pyramid: give data.image_shape=[height, width] to resize them all to it"
+                )
+        self.images = [load_image(file, background, at_least=self.pyramid_shapes[-1]) for file in files]
+        if inject_path and len(files) > 1:
+            raise ValueError(f"data.inject_path: injection edits one training image's model; data.path={path} "
+                             f"holds {len(files)} images")  # fmt: skip
         finest_sample = self.sample_shapes()[-1]
         self.inject = load_image(inject_path, background, at_least=finest_sample) if inject_path else None
         self.inject_mask = (
@@ -186,9 +218,23 @@ class SingleImageDataModule(LightningDataModule):
             raise ValueError(f"gen_start_scale={gen_start_scale} must be in [0, {len(self.pyramid_shapes) - 1}]")
         self.pyramid: list[torch.Tensor] = []
 
+    def _geometry(self, file: Path) -> tuple[list[Shape], float]:
+        """The pyramid of one image: its shapes and ratio (`pyramid_geometry`)."""
+        hp = self.hparams
+        if hp.image_shape is None:
+            width, height = displayed_size(file)
+            if min(height, width) < hp.min_size:
+                raise ValueError(f"{file}: image is {height}x{width}, smaller than min_size={hp.min_size} on its "
+                                 "short side")  # fmt: skip
+        else:
+            height, width = hp.image_shape
+            displayed_size(file)  # a file that is not an image fails here, named
+        return pyramid_geometry(height, width, hp.min_size, hp.max_size, hp.scale_factor)
+
     def setup(self, stage: str) -> None:
         if not self.pyramid:
-            self.pyramid = build_pyramid(self.image, self.pyramid_shapes)
+            pyramids = [build_pyramid(image, self.pyramid_shapes) for image in self.images]
+            self.pyramid = [torch.cat(scale, dim=1) for scale in zip(*pyramids)]  # [1, K*3, h_s, w_s] each
 
     def sample_shapes(self) -> list[Shape]:
         """Pyramid shapes of the predicted images (the training shapes times `sample_scale`)."""
@@ -223,5 +269,5 @@ class SingleImageDataModule(LightningDataModule):
         if self.inject_mask is not None:
             mask = resize(self.inject_mask[None], shape)
             request["inject_mask"] = feather_mask(mask, self.hparams.inject_mask_dilation)[0]
-            request["inject_background"] = build_pyramid(self.image, self.pyramid_shapes[-1:])[0][0]
+            request["inject_background"] = build_pyramid(self.images[0], self.pyramid_shapes[-1:])[0][0]
         return request

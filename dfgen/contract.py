@@ -73,7 +73,8 @@ class SetFidelity(Protocol):
 class SingleImageFidelity(Protocol):
     """Each generated set with the single real image it is compared with (`callbacks.SIFID`):
     {name: (real [1, 3, H, W], generated [num_samples, 3, H, W])}. The metric of name "" is
-    logged as "<stage>/sifid_mean", of any other name as "<stage>/sifid_<name>_mean"."""
+    logged as "<stage>/sifid_mean", of any other name as "<stage>/sifid_<name>_mean"; names
+    "<group>/<member>" are also summarised over the group's members ("<stage>/sifid_<group>_mean", "_std")."""
 
     def sifid_images(self, num_samples: int) -> dict[str, tuple[Tensor, Tensor]]: ...
 

@@ -107,15 +107,17 @@ class IterativeModule(LightningModule):
                 parameter.requires_grad_(setting)
 
     # ------------------------------------------------------------------ random streams
-    def rng(self, name: str, device: torch.device | str | None = None, per_process: bool = True) -> torch.Generator:
+    def rng(
+        self, name: str, device: torch.device | str | None = None, per_process: bool = True, seed_offset: int = 0
+    ) -> torch.Generator:
         """The random stream `name` on `device` (default: the module's), restored from a checkpoint
-        if it holds one. Seeded with the `seed` hyper-parameter, plus the global rank when
-        `per_process` (each process draws its own noise)."""
+        if it holds one. Seeded with the `seed` hyper-parameter plus `seed_offset`, plus the global
+        rank when `per_process` (each process draws its own noise)."""
         device = torch.device(device) if device is not None else self.device
         stream = self._streams.get(name)
         if stream is None or stream.device != device:
             stream = torch.Generator(device=device)
-            stream.manual_seed(self.hparams.seed + (self.global_rank if per_process else 0))
+            stream.manual_seed(self.hparams.seed + seed_offset + (self.global_rank if per_process else 0))
             restored = self._restored_streams.pop(name, None)
             if restored and restored["device_type"] == device.type:
                 state = restored["state"]  # [processes, bytes] for a per-process stream, else [bytes]

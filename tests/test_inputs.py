@@ -378,7 +378,7 @@ def test_large_images_are_decoded_small_and_give_the_full_decodes_working_image(
         mutant margin 2:     JPEG max 0.0181, mean 0.00256; PNG max 0.0519, mean 0.00672 (both miss both)
         mutant margin 1:     JPEG max 0.1361, mean 0.01807; PNG max 0.1359, mean 0.01802 (both miss both)
     """
-    assert tuple(SingleImageDataModule(str(large_images[0]), max_size=100, min_size=12).image.shape) == (3, 900, 1200)
+    assert tuple(SingleImageDataModule(str(large_images[0]), max_size=100, min_size=12).images[0].shape) == (3, 900, 1200)
     monkeypatch.setattr(images, "FULL_DECODE_PIXELS", 0)  # 1.1 megapixels stand for a large file
     if margin is not None:
         monkeypatch.setattr(images, "REDUCTION_MARGIN", margin)
@@ -386,7 +386,7 @@ def test_large_images_are_decoded_small_and_give_the_full_decodes_working_image(
     for path in large_images:
         data = SingleImageDataModule(str(path), max_size=100, min_size=12)
         data.setup("fit")
-        decoded.append(tuple(data.image.shape))
+        decoded.append(tuple(data.images[0].shape))
         full = build_pyramid(load_image(path), data.pyramid_shapes)[-1]
         difference = (data.pyramid[-1] - full).abs()
         missed += [(path.suffix, name) for name, value, bar in (("max", difference.max(), 0.016),

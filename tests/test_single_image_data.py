@@ -120,8 +120,8 @@ def test_rgba_alpha_is_dropped_as_the_official_code_or_composited_on_request(tmp
     array[..., 2] = 255  # blue everywhere, transparent on the right half
     array[:, :10, 3] = 255
     path = write_image(tmp_path / "rgba.png", array)
-    dropped = SingleImageDataModule(str(path), max_size=20, min_size=12).image
-    composited = SingleImageDataModule(str(path), max_size=20, min_size=12, composite_alpha=True).image
+    dropped = SingleImageDataModule(str(path), max_size=20, min_size=12).images[0]
+    composited = SingleImageDataModule(str(path), max_size=20, min_size=12, composite_alpha=True).images[0]
     blue, white = torch.tensor([-1.0, -1.0, 1.0]), torch.ones(3)
     assert torch.allclose(dropped[:, 0, -1], blue) and torch.allclose(composited[:, 0, -1], white)
     assert torch.allclose(composited[:, 0, 0], blue)

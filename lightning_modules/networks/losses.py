@@ -2,6 +2,11 @@
 
 A loss class takes every weight without a default: the defaults, the official values, are the
 method's settings (`--model.rec_weight`), declared once in its LightningModule.
+
+The pyramid GANs' critic loss and SinGAN's generator loss also train K models stacked along the
+channel axis as one network (networks/grouped.py): the critic returns one score channel per
+model, every term is one value per model [K] (0-dim for a single model), and the "loss" to
+backpropagate is the sum of the models' losses, which gives each model its own loss's gradient.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lightning_modules.networks.grouped import model_view, per_model, per_model_mean, split_models
 
 
 def pixelwise_gradient_penalty(
@@ -19,12 +26,18 @@ def pixelwise_gradient_penalty(
     SinGAN's penalty is a per-location Lipschitz constraint: one interpolation weight
     `epsilon` (a scalar) for the whole batch, x_hat = eps * real + (1 - eps) * fake, and
     the gradient's L2 norm over the channel axis at every pixel, averaged over pixels.
+
+    K stacked models: one weight per model (`epsilon` [K]) and one penalty per model [K]. The
+    gradient of the sum of all scores is per model, since model k's scores depend on model k's
+    channels of x_hat only; its norm is taken over each model's own channels.
     """
-    # real, fake: [B, C, H, W] (images) or [B, C, T, H, W] (videos); epsilon: [] or [1]
-    mixed = (epsilon * real + (1 - epsilon) * fake).requires_grad_(True)
-    scores = critic(mixed)
+    # real, fake: [B, K*C, H, W] (images) or [B, K*C, T, H, W] (videos); epsilon: [], [1] or [K]
+    factor = per_model(epsilon, real.shape[1] // epsilon.numel(), real.dim() - 2)
+    mixed = (factor * real + (1 - factor) * fake).requires_grad_(True)
+    scores = critic(mixed)  # [B, K, ...]
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
-    return ((grad.norm(2, dim=1) - 1) ** 2).mean()
+    norms = model_view(grad, scores.shape[1]).norm(2, dim=2)  # [B, K, ...]
+    return per_model_mean((norms - 1) ** 2)
 
 
 def wgan_gp_critic_loss(
@@ -38,17 +51,18 @@ def wgan_gp_critic_loss(
 
     The real score is computed once and counted once per fake (structural analogy's
     `-2 mean D_A(a)` for its two fakes). Returns the total under "loss", the real score
-    under "critic_real", each fake's score under "critic_<name>", and the summed penalty.
+    under "critic_real", each fake's score under "critic_<name>", and the summed penalty;
+    for K stacked models the terms are per model [K] and "loss" the sum of the models' losses.
     """
-    real_score = critic(real).mean()
+    real_score = per_model_mean(critic(real))
     terms = {"critic_real": real_score}
-    loss, penalty = -len(fakes) * real_score, real_score.new_zeros(())
+    loss, penalty = -len(fakes) * real_score, torch.zeros_like(real_score)
     for name, fake in fakes.items():
         fake = fake.detach()
-        terms[f"critic_{name}"] = critic(fake).mean()
+        terms[f"critic_{name}"] = per_model_mean(critic(fake))
         penalty = penalty + pixelwise_gradient_penalty(critic, real, fake, epsilons[name])
         loss = loss + terms[f"critic_{name}"]
-    return {"loss": loss + gp_weight * penalty, **terms, "gradient_penalty": penalty}
+    return {"loss": (loss + gp_weight * penalty).sum(), **terms, "gradient_penalty": penalty}
 
 
 class SinGANLoss:
@@ -75,9 +89,12 @@ class SinGANLoss:
         self, critic: nn.Module, fake: torch.Tensor, reconstruction: torch.Tensor, real: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Generator loss: adversarial term on `fake`, reconstruction term on the z* output."""
-        adversarial = -critic(fake).mean()
-        rec = F.mse_loss(reconstruction, real)
-        loss = self.adversarial_weight * adversarial + self.rec_weight * rec
+        scores = critic(fake)  # [B, K, h, w]
+        adversarial = -per_model_mean(scores)
+        # one mse_loss per model, as a single model's loss computes it
+        pairs = zip(split_models(reconstruction, scores.shape[1]), split_models(real, scores.shape[1]))
+        rec = torch.stack([F.mse_loss(model_rec, model_real) for model_rec, model_real in pairs]).view_as(adversarial)
+        loss = (self.adversarial_weight * adversarial + self.rec_weight * rec).sum()
         return {"loss": loss, "adversarial": adversarial, "reconstruction": rec}
 
 

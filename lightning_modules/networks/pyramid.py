@@ -9,6 +9,11 @@ output has the size of the real image at that scale, and the critic returns a sc
 map 10 px smaller than its input in each direction. Structural analogy's generators
 zero-pad every convolution instead ("same" convolutions), and its two finest scales
 drop the residual skip.
+
+With `num_models` K, a network runs K independent models of the same shape as one
+(networks/grouped.py): inputs and outputs carry the K models' channels one after another
+([B, K*3, H, W] images, [B, K, h, w] critic scores), every convolution is grouped and every
+normalisation is per channel, so per model. K = 1 is the single network, unchanged.
 """
 
 from __future__ import annotations
@@ -48,9 +53,17 @@ NORMS = {
 CONVS = {2: nn.Conv2d, 3: nn.Conv3d}
 
 
-def conv(in_channels: int, out_channels: int, padding: int = 0, dims: int = 2, spectral: bool = False) -> nn.Module:
-    """A 3x3 (dims=2) or 3x3x3 (dims=3) convolution, optionally spectrally normalised."""
-    layer = CONVS[dims](in_channels, out_channels, kernel_size=3, padding=padding)
+def conv(
+    in_channels: int, out_channels: int, padding: int = 0, dims: int = 2, spectral: bool = False, num_models: int = 1
+) -> nn.Module:
+    """A 3x3 (dims=2) or 3x3x3 (dims=3) convolution, optionally spectrally normalised; with
+    `num_models` K, K independent ones as one grouped convolution, K*in -> K*out channels."""
+    if spectral and num_models > 1:
+        raise ValueError(f"spectral normalisation divides a weight by one norm, which would couple the {num_models} "
+                         "models of a grouped convolution")  # fmt: skip
+    layer = CONVS[dims](
+        num_models * in_channels, num_models * out_channels, kernel_size=3, padding=padding, groups=num_models
+    )
     return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
 
 
@@ -58,7 +71,8 @@ class ConvBlock(nn.Sequential):
     """Convolution (3x3, or 3x3x3 with `dims=3`) -> normalisation -> LeakyReLU(0.2).
 
     `padding` 0 is a valid convolution, 1 a "same" one; `spectral` applies spectral
-    normalisation to the convolution's weight (use it with `norm="none"`).
+    normalisation to the convolution's weight (use it with `norm="none"`); `num_models` K
+    runs K independent blocks on K*in_channels.
     """
 
     def __init__(
@@ -69,10 +83,11 @@ class ConvBlock(nn.Sequential):
         norm: str = "batch",
         dims: int = 2,
         spectral: bool = False,
+        num_models: int = 1,
     ) -> None:
         super().__init__(
-            conv(in_channels, out_channels, padding, dims, spectral),
-            NORMS[norm][dims](out_channels),
+            conv(in_channels, out_channels, padding, dims, spectral, num_models),
+            NORMS[norm][dims](num_models * out_channels),
             nn.LeakyReLU(0.2),
         )
 
@@ -86,15 +101,17 @@ def conv_stack(
     dims: int = 2,
     num_blocks: int = NUM_LAYERS - 1,
     spectral: bool = False,
+    num_models: int = 1,
 ) -> nn.Sequential:
     """`num_blocks` ConvBlocks (channels -> width -> ... -> width), then a plain tail convolution to `out_channels`.
 
     The pyramid networks of SinGAN and structural analogy are 4 blocks + tail (2D); HP-VAE-GAN's
     3D decoder, refinement stages and critic are 6 blocks + tail (receptive field 15^3).
+    `num_models` K stacks K independent such networks.
     """
-    blocks = [ConvBlock(channels, width, padding, norm, dims, spectral)]
-    blocks += [ConvBlock(width, width, padding, norm, dims, spectral) for _ in range(num_blocks - 1)]
-    return nn.Sequential(*blocks, conv(width, out_channels, padding, dims))
+    blocks = [ConvBlock(channels, width, padding, norm, dims, spectral, num_models)]
+    blocks += [ConvBlock(width, width, padding, norm, dims, spectral, num_models) for _ in range(num_blocks - 1)]
+    return nn.Sequential(*blocks, conv(width, out_channels, padding, dims, num_models=num_models))
 
 
 def init_weights(module: nn.Module) -> None:
@@ -124,21 +141,28 @@ class ScaleGenerator(nn.Module):
         same_padding: zero-pad every convolution (structural analogy); otherwise the input
             is zero-padded by 5 px once and the convolutions are valid (SinGAN).
         norm: "batch" or "instance" (see NORMS).
+        num_models: K independent generators in one network, on [B, K*channels, H, W].
     """
 
     def __init__(
-        self, width: int, channels: int = 3, residual: bool = True, same_padding: bool = False, norm: str = "batch"
+        self,
+        width: int,
+        channels: int = 3,
+        residual: bool = True,
+        same_padding: bool = False,
+        norm: str = "batch",
+        num_models: int = 1,
     ) -> None:
         super().__init__()
         self.residual = residual
         self.input_padding = 0 if same_padding else PADDING
-        self.body = conv_stack(channels, width, channels, padding=int(same_padding), norm=norm)
+        self.body = conv_stack(channels, width, channels, int(same_padding), norm, num_models=num_models)
         init_weights(self)
 
     def forward(
         self, noise: torch.Tensor | None, prev: torch.Tensor, content: torch.Tensor | None = None
     ) -> torch.Tensor:
-        # noise, prev, content: [B, C, H, W] -> [B, C, H, W]
+        # noise, prev, content: [B, K*C, H, W] -> [B, K*C, H, W]
         inputs = prev if content is None else content
         inputs = inputs if noise is None else noise + inputs
         if self.input_padding:
@@ -148,11 +172,12 @@ class ScaleGenerator(nn.Module):
 
 
 class PatchCritic(nn.Module):
-    """D_s: a Markovian WGAN critic; returns a score map [B, 1, H - 10, W - 10]."""
+    """D_s: a Markovian WGAN critic; returns a score map [B, 1, H - 10, W - 10], or with
+    `num_models` K scores [B, K*channels, H, W] as [B, K, H - 10, W - 10]."""
 
-    def __init__(self, width: int, channels: int = 3, norm: str = "batch") -> None:
+    def __init__(self, width: int, channels: int = 3, norm: str = "batch", num_models: int = 1) -> None:
         super().__init__()
-        self.body = conv_stack(channels, width, 1, norm=norm)
+        self.body = conv_stack(channels, width, 1, norm=norm, num_models=num_models)
         init_weights(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
