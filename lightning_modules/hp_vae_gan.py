@@ -37,7 +37,7 @@ from lightning_modules.networks.video import (
     reparameterise,
     upsample_clip,
 )
-from lightning_modules.progressive import ProgressiveModule
+from lightning_modules.progressive import ADAM_IMPLEMENTATION, ProgressiveModule, pyramid_adam
 
 Draw = Callable[[tuple[int, ...]], torch.Tensor]  # shape -> unit Gaussian noise of that shape
 
@@ -85,9 +85,12 @@ class HPVAEGAN(ProgressiveModule):
         seed: seed of the training noise (rank r of a multi-process run uses seed + r).
         pyramid_shapes: (frames, height, width) of every level, coarse to fine; taken from the
             DataModule when None and stored in the checkpoint's hyper-parameters.
+        adam_implementation: how Adam updates the weights: "default" (torch's choice, as the official
+            code), "for-loop", "foreach" or "fused" (fewer kernel launches; the same weights up to rounding).
     """
 
     setting_rules = {
+        "adam_implementation": ADAM_IMPLEMENTATION,
         "iters_per_scale": AT_LEAST_1, "num_vae_levels": NON_NEGATIVE, "lr_generator": POSITIVE, "lr_critic": POSITIVE,
         "betas": BETAS, "lr_decay": POSITIVE, "train_depth": AT_LEAST_1, "rec_weight": NON_NEGATIVE,
         "kl_weight": NON_NEGATIVE, "gp_weight": NON_NEGATIVE, "adversarial_weight": NON_NEGATIVE,
@@ -121,6 +124,7 @@ class HPVAEGAN(ProgressiveModule):
         backprop_lower_stages: bool = False,
         seed: int = 0,
         pyramid_shapes: list[tuple[int, int, int]] | None = None,
+        adam_implementation: str = "default",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -202,9 +206,11 @@ class HPVAEGAN(ProgressiveModule):
                 groups.append(
                     {"params": self.stage(k).parameters(), "lr": hp.lr_generator * hp.lr_decay ** (level - k)}
                 )
-            optimizers.append(Adam(groups, betas=betas))
+            optimizers.append(pyramid_adam(groups, hp.adam_implementation, betas=betas))
         for _ in range(self.num_vae_levels, self.num_scales):
-            optimizers.append(Adam(self.critic.parameters(), lr=hp.lr_critic, betas=betas))
+            optimizers.append(
+                pyramid_adam(self.critic.parameters(), hp.adam_implementation, lr=hp.lr_critic, betas=betas)
+            )
         return optimizers
 
     def _clipped_frozen_stage_levels(self, level: int) -> range:

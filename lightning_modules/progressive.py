@@ -10,13 +10,34 @@ uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import Adam
 
 from dfgen.resize import Shape, rescale
+from dfgen.settings import OneOf
 from lightning_modules.iterative import IterativeModule
+
+# `adam_implementation` -> torch's Adam options. "default" is torch's own choice (one tensor at a
+# time on the CPU, foreach on CUDA), the official code's; "foreach" updates every tensor of an
+# optimizer in a few multi-tensor kernels and "fused" in one, which saves kernel launches at the
+# coarse scales. The three give the same weights up to rounding (tests/test_pyramid_optimizations.py).
+ADAM_IMPLEMENTATIONS = {
+    "default": {},
+    "for-loop": {"foreach": False},
+    "foreach": {"foreach": True},
+    "fused": {"fused": True},
+}
+ADAM_IMPLEMENTATION = OneOf(tuple(ADAM_IMPLEMENTATIONS))
+
+
+def pyramid_adam(parameters: Iterable[Any], implementation: str, **settings: Any) -> Adam:
+    """Adam over `parameters` (tensors or parameter groups) with `settings` (lr, betas), updated by
+    the `adam_implementation` named `implementation`."""
+    return Adam(parameters, **settings, **ADAM_IMPLEMENTATIONS[implementation])
 
 
 class ProgressiveModule(IterativeModule):

@@ -378,7 +378,11 @@ def test_large_images_are_decoded_small_and_give_the_full_decodes_working_image(
         mutant margin 2:     JPEG max 0.0181, mean 0.00256; PNG max 0.0519, mean 0.00672 (both miss both)
         mutant margin 1:     JPEG max 0.1361, mean 0.01807; PNG max 0.1359, mean 0.01802 (both miss both)
     """
-    assert tuple(SingleImageDataModule(str(large_images[0]), max_size=100, min_size=12).images[0].shape) == (3, 900, 1200)
+    assert tuple(SingleImageDataModule(str(large_images[0]), max_size=100, min_size=12).images[0].shape) == (
+        3,
+        900,
+        1200,
+    )
     monkeypatch.setattr(images, "FULL_DECODE_PIXELS", 0)  # 1.1 megapixels stand for a large file
     if margin is not None:
         monkeypatch.setattr(images, "REDUCTION_MARGIN", margin)
