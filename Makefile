@@ -51,7 +51,8 @@ test-fast: $(BIN)/lightning
 	$(PYTEST) -m "not slow"
 
 bench: $(BIN)/lightning
-	$(BIN)/python -m benchmarks.singan_speed
+	$(BIN)/python -m benchmarks.singan_speed --adam-implementations default foreach fused
+	$(BIN)/python -m benchmarks.singan_images
 	$(BIN)/python -m benchmarks.metrics_speed
 	$(BIN)/python -m benchmarks.padain_speed
 	$(BIN)/python -m benchmarks.padain_speed --task segmentation

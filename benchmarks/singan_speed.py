@@ -3,6 +3,7 @@ LightningModule under the Trainer and for the same networks and losses in a plai
 
     python -m benchmarks.singan_speed                      # max_size 250 and 64, auto device
     python -m benchmarks.singan_speed --max-size 64 --iters 20 --device cpu
+    python -m benchmarks.singan_speed --adam-implementations default foreach fused   # each against the plain loop
 
 Each (variant, size) runs in its own process so that peak memory is its own. An
 iteration is 3 critic and 3 generator steps; the time of one iteration is measured from
@@ -42,7 +43,7 @@ class IterationClock(Callback):
         self.last = end
 
 
-def run_variant(variant: str, max_size: int, iters: int, device: torch.device) -> dict:
+def run_variant(variant: str, max_size: int, iters: int, device: torch.device, adam: str = "default") -> dict:
     data = SingleImageDataModule(IMAGE, max_size=max_size, min_size=25 if max_size >= 100 else 16)
     data.setup("fit")
     now = timed(device)
@@ -54,7 +55,7 @@ def run_variant(variant: str, max_size: int, iters: int, device: torch.device) -
             accelerator=device.type, devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
         )  # fmt: skip
-        trainer.fit(SinGAN(iters_per_scale=iters), data)
+        trainer.fit(SinGAN(iters_per_scale=iters, adam_implementation=adam), data)
         times = clock.times
     else:
         times, last = [], [now()]
@@ -78,10 +79,10 @@ def run_variant(variant: str, max_size: int, iters: int, device: torch.device) -
     }
 
 
-def table(max_size: int, ours: dict, plain: dict, device: str) -> str:
+def table(max_size: int, ours: dict, plain: dict, device: str, adam: str = "default") -> str:
     memory = "peak_gpu_mib" if ours["peak_gpu_mib"] is not None else "peak_rss_mib"
     lines = [
-        f"max_size {max_size} on {device}",
+        f"max_size {max_size} on {device}, ours with adam_implementation={adam}",
         "",
         "| scale | size | width | ours ms/it | plain ms/it | ours/plain |",
         "|---|---|---|---|---|---|",
@@ -105,20 +106,22 @@ def main() -> None:
     parser.add_argument("--max-size", type=int, nargs="+", default=[250, 64])
     parser.add_argument("--iters", type=int, default=12, help="iterations per scale (a quarter are warm-up)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--adam-implementations", nargs="+", default=["default"], help="ours, once with each")
     parser.add_argument("--variant", choices=["lightning", "plain"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.variant:  # child process: one measurement, as JSON
-        print(json.dumps(run_variant(args.variant, args.max_size[0], args.iters, device)))
+        adam = args.adam_implementations[0]
+        print(json.dumps(run_variant(args.variant, args.max_size[0], args.iters, device, adam)))
         return
     for max_size in args.max_size:
-        results = {}
-        for variant in ("plain", "lightning"):
-            results[variant] = measure_in_child(
-                "benchmarks.singan_speed", "--variant", variant, "--max-size", max_size, "--iters", args.iters,
-                "--device", args.device,
-            )  # fmt: skip
-        print(table(max_size, results["lightning"], results["plain"], device_name(device)), "\n", flush=True)
+        settings = ["--max-size", max_size, "--iters", args.iters, "--device", args.device]
+        plain = measure_in_child("benchmarks.singan_speed", "--variant", "plain", *settings)
+        for adam in args.adam_implementations:
+            ours = measure_in_child(
+                "benchmarks.singan_speed", "--variant", "lightning", "--adam-implementations", adam, *settings
+            )
+            print(table(max_size, ours, plain, device_name(device), adam), "\n", flush=True)
 
 
 if __name__ == "__main__":

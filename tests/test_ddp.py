@@ -6,6 +6,8 @@ weights and buffers on both ranks, an evaluation gives the single-process result
   detection), training noise seeded per rank (every rank's stream saved: a stopped run resumes
   bit-identically), each scale's sigma drawn from a random
   reconstruction on each rank and rank 0's broadcast, buffers broadcast at each scale's end.
+- SinGAN on a folder of images: K grouped models, each process training all of them with its
+  own noise, one stream per model and process, every one of them saved.
 - HP-VAE-GAN: the same counting base (ProgressiveModule) with VAE levels (one optimizer, a
   posterior sample per rank, sigma broadcast) before the adversarial levels in one run, and
   random windows of the clip per rank.
@@ -29,7 +31,7 @@ import csv
 import pytest
 import torch
 
-from synthetic import write_segmentation_shift
+from synthetic import pattern_image, write_image, write_segmentation_shift
 from tests.helpers import REPO, assert_ddp_ranks_agree, run_cli, run_two_processes
 from tests.methods import METHODS, assert_same_run, load
 from tests.test_segmenter import FADA
@@ -37,9 +39,18 @@ from tests.test_segmenter import FADA
 pytestmark = pytest.mark.slow
 
 
-def assert_each_rank_saved_its_noise(checkpoint: dict) -> None:
-    noise = checkpoint["iteration_progress"]["rng"]["noise"]["state"]  # [processes, bytes]
+def assert_each_rank_saved_its_noise(checkpoint: dict, stream: str = "noise") -> None:
+    noise = checkpoint["iteration_progress"]["rng"][stream]["state"]  # [processes, bytes]
     assert noise.shape[0] == 2 and not torch.equal(noise[0], noise[1])
+
+
+def test_singan_images_ranks_agree_and_every_models_streams_are_saved(tiny_runs, tmp_path):
+    for k in range(2):
+        write_image(tmp_path / "images" / f"image_{k}.png", pattern_image(28, 36, seed=k))
+    data = f"--data.path={tmp_path / 'images'}"
+    last = load(assert_ddp_ranks_agree(str(tiny_runs.config("singan")), tmp_path / "run", data))
+    for stream in ("noise", "noise_1"):
+        assert_each_rank_saved_its_noise(last, stream)
 
 
 @pytest.mark.parametrize("name", ["hp_vae_gan", "domain_intersection"])  # structural analogy: below

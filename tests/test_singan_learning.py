@@ -118,7 +118,7 @@ def measure(model: SinGAN, pyramid: list[torch.Tensor]) -> dict[str, float]:
         "fine_diversity": min(
             model.sample(seeds, gen_start_scale=k).std(dim=0).mean().item() for k in range(1, model.num_scales)
         ),
-        "sigma_error": ((model.noise_amps - sigmas).abs() / sigmas.clamp_min(1e-8)).max().item(),
+        "sigma_error": ((model.noise_amps[:, 0] - sigmas).abs() / sigmas.clamp_min(1e-8)).max().item(),
     }
 
 
