@@ -192,6 +192,9 @@ class SingleImageDataModule(LightningDataModule):
         check_settings(self)
         background = (255, 255, 255) if composite_alpha else None
         files = training_image_files(path)
+        if inject_path and len(files) > 1:
+            raise ValueError(f"data.inject_path: injection edits one training image's model; data.path={path} "
+                             f"holds {len(files)} images")  # fmt: skip
         self.image_names = [file.stem for file in files]
         geometries = [self._geometry(file) for file in files]
         self.pyramid_shapes, self.pyramid_ratio = geometries[0]
@@ -202,9 +205,6 @@ class SingleImageDataModule(LightningDataModule):
                     "of one run share one pyramid: give data.image_shape=[height, width] to resize them all to it"
                 )
         self.images = [load_image(file, background, at_least=self.pyramid_shapes[-1]) for file in files]
-        if inject_path and len(files) > 1:
-            raise ValueError(f"data.inject_path: injection edits one training image's model; data.path={path} "
-                             f"holds {len(files)} images")  # fmt: skip
         finest_sample = self.sample_shapes()[-1]
         self.inject = load_image(inject_path, background, at_least=finest_sample) if inject_path else None
         self.inject_mask = (
