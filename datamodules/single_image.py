@@ -64,15 +64,20 @@ def build_pyramid(image: torch.Tensor, shapes: list[Shape]) -> list[torch.Tensor
 def training_image_files(path: str | list[str]) -> list[Path]:
     """The training images `path` names: one file, a folder's images (sorted by name) or a list of files."""
     if isinstance(path, (list, tuple)):
-        files = [Path(file) for file in path]
-    else:
-        files = list_images(path) if Path(path).is_dir() else [Path(path)]
-    stems = [file.stem for file in files]
-    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+        return [Path(file) for file in path]
+    return list_images(path) if Path(path).is_dir() else [Path(path)]
+
+
+def image_names(files: list[Path]) -> list[str]:
+    """Each image's name, which names its folder of predictions: the file's name without its suffix,
+    or, for a file listed several times (several seeds of one image), that name and "_<k>", the
+    image's place in the list (its model's seed is seed + k)."""
+    names = [file.stem if files.count(file) == 1 else f"{file.stem}_{k}" for k, file in enumerate(files)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError(f"data.path: the images' names must differ without their suffixes (each names its "
                          f"predictions' folder); {', '.join(repeated)} repeat")  # fmt: skip
-    return files
+    return names
 
 
 class RepeatedPyramid(IterableDataset):
@@ -130,8 +135,8 @@ class SingleImageDataModule(LightningDataModule):
 
     Args:
         path: the training image (PNG, JPEG, BMP or WebP), a folder of them (sorted by name) or a
-            list of files. Every image is read before anything else happens, so a bad one fails
-            the run at once, named.
+            list of files, where a file listed n times trains n seeds of it. Every image is read
+            before anything else happens, so a bad one fails the run at once, named.
         image_shape: (height, width) every image is resized to before its pyramid is built; None
             keeps each image's size, and several images must then give the same pyramid.
         max_size: long side of the finest scale; larger images are shrunk to it.
@@ -195,7 +200,7 @@ class SingleImageDataModule(LightningDataModule):
         if inject_path and len(files) > 1:
             raise ValueError(f"data.inject_path: injection edits one training image's model; data.path={path} "
                              f"holds {len(files)} images")  # fmt: skip
-        self.image_names = [file.stem for file in files]
+        self.image_names = image_names(files)
         geometries = [self._geometry(file) for file in files]
         self.pyramid_shapes, self.pyramid_ratio = geometries[0]
         for file, geometry in zip(files[1:], geometries[1:]):

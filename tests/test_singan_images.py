@@ -123,12 +123,23 @@ def test_images_of_other_sizes_need_one_shape(image_folder, tmp_path):
 
 
 def test_names_must_differ_and_injection_takes_one_image(image_folder, tmp_path):
+    write_image(tmp_path / "image_0.jpg", pattern_image(28, 36))
     with pytest.raises(ValueError, match="data.path: .* image_0 repeat"):
-        SingleImageDataModule([str(image_folder / "image_0.png")] * 2, max_size=24, min_size=14)
+        SingleImageDataModule(
+            [str(image_folder / "image_0.png"), str(tmp_path / "image_0.jpg")], max_size=24, min_size=14
+        )
     with pytest.raises(ValueError, match="data.inject_path: .* holds 3 images"):
         SingleImageDataModule(
             str(image_folder), max_size=24, min_size=14, inject_path=str(image_folder / "image_0.png")
         )
+
+
+def test_one_image_listed_three_times_trains_three_seeds_of_it(image_folder):
+    image = str(image_folder / "image_0.png")
+    data = SingleImageDataModule([image, str(image_folder / "image_1.png"), image], max_size=24, min_size=14)
+    assert data.image_names == ["image_0_0", "image_1", "image_0_2"]
+    data.setup("fit")
+    assert torch.equal(data.pyramid[-1][:, :3], data.pyramid[-1][:, 6:])
 
 
 # ---------------------------------------------------------------------- one run, end to end
