@@ -153,7 +153,10 @@ class SinGAN(ImagePyramidModule):
         is drawn as a run of its image alone draws it, from seed + k."""
         self.shapes = shapes
         self.widths = [scale_width(s, self.hparams.base_width, self.hparams.max_width) for s in range(len(shapes))]
-        with torch.random.fork_rng(devices=[]):
+        # Lightning builds the networks on the training device; its generator, and the CPU's, are
+        # seeded below and given back as they were
+        device = torch.get_default_device()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             singles = [self._seeded_single_model(self.hparams.seed + k) for k in range(self.num_models)]
             if self.num_models == 1:
                 generators, critics, rec_noise = singles[0]
