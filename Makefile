@@ -60,6 +60,7 @@ bench: $(BIN)/lightning
 	$(BIN)/python -m benchmarks.ost_speed
 	$(BIN)/python -m benchmarks.disentangle_speed
 	$(BIN)/python -m benchmarks.hp_vae_gan_speed
+	$(BIN)/python -m benchmarks.bf16_speed
 
 clean:
 	rm -rf runs lightning_logs

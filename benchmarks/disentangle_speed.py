@@ -54,12 +54,14 @@ MODULES = {"did": DomainIntersectionDifference, "mbu": MaskContentTransfer}
 
 
 def train_lightning(
-    method: str, data: RandomDomains, iters: int, device: torch.device, now: Callable[[], float]
-) -> list[float]:
+    method: str, data: RandomDomains, iters: int, device: torch.device, now: Callable[[], float],
+    precision: str = "32-true",
+) -> list[float]:  # fmt: skip
     clock = IterationClock(now)
     trainer = Trainer(
         accelerator=device.type, devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[clock],
+        precision=precision,
     )  # fmt: skip
     size = data.hparams.size
     trainer.fit(MODULES[method](image_size=size, depth=depth_for(size), iterations=iters), data)

@@ -55,12 +55,12 @@ class LevelClock(Callback):
         self.last = end
 
 
-def run(max_width: int, iters: int, device: torch.device) -> dict:
+def run(max_width: int, iters: int, device: torch.device, precision: str = "32-true") -> dict:
     data = SingleVideoDataModule(CLIP, num_frames=13, max_width=max_width, min_width=min(32, max_width // 2))
     clock = LevelClock(timed(device), device)
     trainer = Trainer(
         accelerator=device.type, devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[clock], precision=precision,
     )  # fmt: skip
     model = HPVAEGAN(iters_per_scale=iters)
     trainer.fit(model, data)

@@ -42,8 +42,11 @@ SHAPES = {  # (height, width)
 }
 
 
-def build(task: str, p: float, batch_size: int, shape: tuple[int, int], device: torch.device) -> Callable[[], None]:
-    """One training step of the task's network on fixed random data; inputs are (height, width) `shape`."""
+def build(
+    task: str, p: float, batch_size: int, shape: tuple[int, int], device: torch.device, bf16: bool = False
+) -> Callable[[], None]:
+    """One training step of the task's network on fixed random data; inputs are (height, width) `shape`.
+    With `bf16` the forward pass and the loss run under bf16 autocast, as `precision=bf16-mixed` runs them."""
     torch.manual_seed(0)
     height, width = shape
     images = torch.randn(batch_size, 3, height, width, device=device)
@@ -65,7 +68,9 @@ def build(task: str, p: float, batch_size: int, shape: tuple[int, int], device: 
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss().backward()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            value = loss()
+        value.backward()
         optimizer.step()
 
     return step
