@@ -39,7 +39,14 @@ from dfgen.settings import (
     check_settings,
 )
 from dfgen.tensors import draw_per_sample, psnr, seeded_generators
-from lightning_modules.networks.grouped import model_view, per_model, per_model_mean, split_models, stack_state_dicts
+from lightning_modules.networks.grouped import (
+    model_view,
+    per_model,
+    per_model_mean,
+    split_models,
+    stack_models,
+    stack_state_dicts,
+)
 from lightning_modules.networks.losses import SinGANLoss
 from lightning_modules.networks.pyramid import (
     PatchCritic,
@@ -166,7 +173,7 @@ class SinGAN(ImagePyramidModule):
                 for s, (generator, critic) in enumerate(zip(generators, critics)):
                     generator.load_state_dict(stack_state_dicts([single[0][s].state_dict() for single in singles]))
                     critic.load_state_dict(stack_state_dicts([single[1][s].state_dict() for single in singles]))
-                rec_noise = torch.cat([single[2] for single in singles], dim=1)
+                rec_noise = stack_models([single[2] for single in singles])
         self.generators.extend(generators)
         self.critics.extend(critics)
         self.register_buffer("noise_amps", torch.ones(len(shapes), self.num_models))
@@ -215,8 +222,7 @@ class SinGAN(ImagePyramidModule):
 
     def _scale_noise(self, scale: int, rngs: list[torch.Generator]) -> torch.Tensor:
         """sigma_s * z of every model [1, K*3, h_s, w_s], model k's z from its own stream."""
-        noise = torch.cat([scale_noise(scale, 1, self.shapes[scale], rng) for rng in rngs], dim=1)
-        return self._amplitude(scale) * noise
+        return self._amplitude(scale) * stack_models([scale_noise(scale, 1, self.shapes[scale], rng) for rng in rngs])
 
     def _images_of_models(self, images: torch.Tensor) -> torch.Tensor:
         """Stacked images [N, K*3, H, W] -> [K*N, 3, H, W], model 0's N images first."""
@@ -345,14 +351,14 @@ class SinGAN(ImagePyramidModule):
         rngs = self.noise_rngs()
 
         if self.hparams.resample_rec_noise and scale == 0:
-            self.rec_noise.copy_(torch.cat([coarsest_noise(1, self.shapes[0], rng) for rng in rngs], dim=1))
+            self.rec_noise.copy_(stack_models([coarsest_noise(1, self.shapes[0], rng) for rng in rngs]))
         noise = self._scale_noise(scale, rngs)
 
         for _ in range(self.hparams.critic_steps):  # maximise D(real) - D(G(z, prev))
             prev = self._random_prev(scale)
             with torch.no_grad():
                 fake = generator(noise, prev)
-            epsilon = torch.stack([torch.rand((), generator=rng, device=rng.device) for rng in rngs])  # [K]
+            epsilon = stack_models([torch.rand((), generator=rng, device=rng.device) for rng in rngs])  # [K] or []
             critic_terms = self.loss.critic(critic, real, fake, epsilon)
             self.update(opt_critic, critic_terms["loss"])
 
@@ -375,9 +381,8 @@ class SinGAN(ImagePyramidModule):
         critic_terms = {("critic_loss" if k == "loss" else k): v for k, v in critic_terms.items()}
         generator_terms = {("generator_loss" if k == "loss" else k): v for k, v in generator_terms.items()}
         terms = critic_terms | generator_terms | {"noise_amp": self.noise_amps[scale]}
-        # 0-dim: a loss (the models' sum) or a single model's term; [K]: one value per model
-        metrics = {f"scale_{scale}/{k}": v.mean() if v.dim() else v / self.num_models for k, v in terms.items()}
-        return metrics | {"scale": scale}
+        means = {k: v / self.num_models if k.endswith("_loss") else v.mean() for k, v in terms.items()}
+        return {f"scale_{scale}/{k}": v for k, v in means.items()} | {"scale": scale}
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> ImagePrediction:
@@ -406,14 +411,12 @@ class SinGAN(ImagePyramidModule):
         if inject is None and batch_idx == 0 and shapes == self.shapes:
             extras["reconstruction"] = self.reconstruct()
         names = [f"sample_{int(i):05d}" for i in batch["index"]]
-        if self.num_models == 1:
-            return {"images": images, "names": names, "extras": {k: v[0] for k, v in extras.items()}}
-        folders = self.hparams.image_names
+        folders = [f"{name}/" for name in self.hparams.image_names] if self.num_models > 1 else [""]
         return {
             "images": self._images_of_models(images),
-            "names": [f"{folder}/{name}" for folder in folders for name in names],
+            "names": [folder + name for folder in folders for name in names],
             "extras": {
-                f"{folder}/{k}": image
+                folder + k: image
                 for k, v in extras.items()
                 for folder, image in zip(folders, self._images_of_models(v))
             },

@@ -45,6 +45,20 @@ def per_model(values: torch.Tensor, channels: int, spatial_dims: int) -> torch.T
     return values.reshape(-1).repeat_interleave(channels).view(1, -1, *[1] * spatial_dims)
 
 
+def stack_models(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The K models' tensors as one: images [B, C, *S] side by side as [B, K*C, *S], 0-dim values as
+    [K]. A single model's tensor is returned as it is, so that one model costs no extra kernel."""
+    if len(tensors) == 1:
+        return tensors[0]
+    return torch.stack(list(tensors)) if tensors[0].dim() == 0 else torch.cat(list(tensors), dim=1)
+
+
+def total(values: torch.Tensor) -> torch.Tensor:
+    """The sum of the models' values [K], the loss whose gradient gives each model its own; a single
+    model's 0-dim value as it is."""
+    return values.sum() if values.dim() else values
+
+
 def split_models(x: torch.Tensor, num_models: int) -> list[torch.Tensor]:
     """[B, K*C, *S] -> K tensors [B, C, *S], model k's channels."""
     return list(x.chunk(num_models, dim=1))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.networks.grouped import model_view, per_model, per_model_mean, split_models
+from lightning_modules.networks.grouped import model_view, per_model, per_model_mean, split_models, stack_models, total
 
 
 def pixelwise_gradient_penalty(
@@ -62,7 +62,7 @@ def wgan_gp_critic_loss(
         terms[f"critic_{name}"] = per_model_mean(critic(fake))
         penalty = penalty + pixelwise_gradient_penalty(critic, real, fake, epsilons[name])
         loss = loss + terms[f"critic_{name}"]
-    return {"loss": (loss + gp_weight * penalty).sum(), **terms, "gradient_penalty": penalty}
+    return {"loss": total(loss + gp_weight * penalty), **terms, "gradient_penalty": penalty}
 
 
 class SinGANLoss:
@@ -93,8 +93,8 @@ class SinGANLoss:
         adversarial = -per_model_mean(scores)
         # one mse_loss per model, as a single model's loss computes it
         pairs = zip(split_models(reconstruction, scores.shape[1]), split_models(real, scores.shape[1]))
-        rec = torch.stack([F.mse_loss(model_rec, model_real) for model_rec, model_real in pairs]).view_as(adversarial)
-        loss = (self.adversarial_weight * adversarial + self.rec_weight * rec).sum()
+        rec = stack_models([F.mse_loss(model_rec, model_real) for model_rec, model_real in pairs])
+        loss = total(self.adversarial_weight * adversarial + self.rec_weight * rec)
         return {"loss": loss, "adversarial": adversarial, "reconstruction": rec}
 
 
